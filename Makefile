@@ -1,0 +1,37 @@
+.DEFAULT_GOAL := help
+PY := .venv/bin/python
+STAMP := .venv/.installed
+
+.PHONY: help setup run test lint format bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*##' Makefile | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP) ## create .venv and install floorwatch with its dev tools (quick when nothing changed)
+
+run: setup ## the full local stack with the demo scenario and the wall board
+	.venv/bin/floorwatch up
+
+test: setup lint ## ruff, mypy and pytest
+	$(PY) -m pytest
+
+lint: setup ## ruff and mypy; changes nothing
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+format: setup ## rewrite the code in the house style
+	.venv/bin/ruff format .
+	.venv/bin/ruff check --fix .
+
+bench: setup ## benchmarks; JSON results in bench/results/
+	$(PY) -m bench.run
+
+clean: ## remove the virtualenv and caches
+	rm -rf .venv .mypy_cache .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""The floorwatch services and the `floorwatch` command."""

@@ -1,0 +1,74 @@
+"""The `floorwatch` command: up, replay, scenario."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import orjson
+
+from shared.timefmt import parse_ts
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from services.monitor.replay import replay
+
+    try:
+        at = parse_ts(args.at)
+    except ValueError as exc:
+        print(f"--at: {exc}", file=sys.stderr)
+        return 2
+    path = Path(args.events)
+    if not path.is_file():
+        print(f"{path}: no such file", file=sys.stderr)
+        return 2
+    with path.open("rb") as f:
+        body, bad = replay(f, at)
+    for b in bad:
+        print(f"{path}:{b.line}: skipped: {'; '.join(b.errors)}", file=sys.stderr)
+    sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from services.up import run_stack
+
+    return run_stack(
+        kafka=args.kafka,
+        redis_url=args.redis,
+        ingest_port=args.ingest_port,
+        api_port=args.api_port,
+        dispatch=args.dispatch,
+        simulator=not args.no_sim,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="floorwatch", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start the whole stack on this machine")
+    up.add_argument("--kafka", metavar="HOST:PORT", help="use this broker instead of a local one")
+    up.add_argument("--redis", metavar="URL", help="use this Redis instead of a local one")
+    up.add_argument("--ingest-port", type=int, default=8001)
+    up.add_argument("--api-port", type=int, default=8000)
+    up.add_argument("--dispatch", choices=["auto", "approve"], default="auto")
+    up.add_argument("--no-sim", action="store_true", help="do not start the simulator")
+    up.set_defaults(func=_up)
+
+    rp = sub.add_parser("replay", help="print the queues at --at for a file of events")
+    rp.add_argument("events", metavar="EVENTS.jsonl")
+    rp.add_argument("--at", required=True, metavar="TS", help="RFC 3339 time with offset")
+    rp.set_defaults(func=_replay)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

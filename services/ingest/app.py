@@ -1,0 +1,242 @@
+"""The ingest service: telephony events over HTTP into Kafka (contract 2), composition root."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI, Request
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from redis.exceptions import RedisError
+
+from services.ingest.batch import Batch, RequestError, split_body, validate_items
+from services.ingest.settings import IngestSettings
+from shared.events import AgentEvent, CallEvent, encode_event, event_key, is_agent_event
+from shared.http import JsonResponse, bearer_token, health_router, json_response
+from shared.kafka import BrokerUnavailable, broker_reachable, ensure_topics, new_producer, send_all
+from shared.store import Keys, new_redis, redis_reachable
+
+log = logging.getLogger(__name__)
+
+
+class IngestMetrics:
+    """Prometheus series of one ingest process (one registry per app, for tests)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "floorwatch_ingest_events",
+            "events by source, type and outcome",
+            ["source", "type", "outcome"],
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "floorwatch_ingest_batch_size",
+            "events per request",
+            buckets=(1, 10, 50, 100, 250, 500, 1000),
+            registry=registry,
+        )
+        self.produce_seconds = Histogram(
+            "floorwatch_ingest_produce_seconds",
+            "time from the first send to Kafka's last ack",
+            registry=registry,
+        )
+
+
+@dataclass
+class Ingest:
+    """What the routes need: settings, the Kafka producer and Redis."""
+
+    settings: IngestSettings
+    redis: aioredis.Redis
+    metrics: IngestMetrics
+    keys: Keys
+    producer: AIOKafkaProducer | None = None
+    lock: asyncio.Lock | None = None
+
+    async def get_producer(self) -> AIOKafkaProducer:
+        """The producer, started on first use and after a broker outage."""
+        if self.lock is None:
+            self.lock = asyncio.Lock()
+        async with self.lock:
+            if self.producer is None:
+                bound = self.settings.ingest_produce_timeout_s
+                producer = new_producer(self.settings, bound)
+                try:
+                    # a broker that came back may have lost its topics: create them first
+                    await asyncio.wait_for(ensure_topics(self.settings), bound)
+                    await asyncio.wait_for(producer.start(), bound)
+                except Exception as exc:  # noqa: BLE001  # any start failure means "unavailable"
+                    await _close_quietly(producer)
+                    raise BrokerUnavailable(f"broker unreachable: {exc!r}") from exc
+                self.producer = producer
+            return self.producer
+
+    async def drop_producer(self) -> None:
+        """Discard the producer after an outage, so unacknowledged records are not resent."""
+        producer, self.producer = self.producer, None
+        if producer is not None:
+            await _close_quietly(producer)
+
+    async def known(self, batch: Batch) -> set[int]:
+        """Indexes of events already acknowledged earlier (Redis), empty when Redis is down."""
+        if not batch.events:
+            return set()
+        keys = [self.keys.dedup(e.source or "", e.event_id) for _, e in batch.events]
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for key in keys:
+                pipe.exists(key)
+            found = await pipe.execute()
+        except (RedisError, OSError):
+            log.warning("redis unreachable: duplicates are left to the monitor's dedup")
+            return set()
+        return {index for (index, _), hit in zip(batch.events, found, strict=True) if hit}
+
+    async def remember(self, events: list[tuple[int, CallEvent | AgentEvent]]) -> None:
+        """Mark acknowledged events as seen, for `ingest_dedup_ttl_s`."""
+        ttl = self.settings.ingest_dedup_ttl_s
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for _, e in events:
+                pipe.set(self.keys.dedup(e.source or "", e.event_id), b"1", ex=ttl)
+            await pipe.execute()
+        except (RedisError, OSError):
+            log.warning("redis unreachable: accepted events not remembered for dedup")
+
+
+async def _close_quietly(producer: AIOKafkaProducer) -> None:
+    try:
+        await asyncio.wait_for(producer.stop(), 2.0)
+    except Exception:  # noqa: BLE001  # a dead broker makes stop() fail in many ways
+        log.warning("producer did not stop cleanly", exc_info=True)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as more than `limit` bytes have been read."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise RequestError(413, f"body of {declared} bytes; at most {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise RequestError(413, f"body larger than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(settings: IngestSettings | None = None) -> FastAPI:
+    """Build the ingest app; settings are read here, never at import."""
+    settings = settings or IngestSettings()
+    tokens = settings.tokens()
+    registry = CollectorRegistry()
+    metrics = IngestMetrics(registry)
+    holder: dict[str, Ingest] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        client = new_redis(settings)
+        ingest = Ingest(settings, client, metrics, Keys(settings.topic_prefix))
+        holder["ingest"] = ingest
+        try:
+            await ingest.get_producer()
+        except BrokerUnavailable:
+            log.warning("broker unreachable at start; retried on the first request")
+        try:
+            yield
+        finally:
+            await ingest.drop_producer()
+            await client.aclose()
+
+    app = FastAPI(title="floorwatch ingest", version="1", lifespan=lifespan)
+
+    def source_of(request: Request) -> str | None:
+        token = bearer_token(request)
+        if token is None:
+            return None
+        for secret, source in tokens.items():
+            if hmac.compare_digest(secret.encode(), token.encode()):
+                return source
+        return None
+
+    async def ready() -> dict[str, bool]:
+        ingest = holder["ingest"]
+        broker, cache = await asyncio.gather(
+            broker_reachable(settings), redis_reachable(ingest.redis)
+        )
+        return {"broker": broker, "redis": cache}
+
+    app.include_router(health_router(registry, ready))
+
+    @app.post("/v1/events", status_code=202)
+    async def post_events(request: Request) -> JsonResponse:
+        """Accept one event or an array of at most 1000; 202 once Kafka has them all."""
+        source = source_of(request)
+        if source is None:
+            return json_response({"error": "missing or wrong bearer token"}, 401)
+        try:
+            body = await read_body(request, settings.ingest_max_body_bytes)
+            items = split_body(body, settings.ingest_max_events)
+        except RequestError as exc:
+            return json_response({"error": exc.message}, exc.status)
+        return await accept(holder["ingest"], items, source)
+
+    return app
+
+
+async def accept(ingest: Ingest, items: list[object], source: str) -> JsonResponse:
+    """Validate, drop duplicates, produce, and answer with the contract's body."""
+    settings, metrics = ingest.settings, ingest.metrics
+    metrics.batch_size.observe(len(items))
+    batch = validate_items(items, source)
+    known = await ingest.known(batch)
+    fresh = [(i, e) for i, e in batch.events if i not in known]
+    duplicates = len(known) + batch.repeats
+    if fresh:
+        topic_events, topic_agents = settings.topic("events"), settings.topic("agents")
+        records = [
+            (
+                topic_agents if is_agent_event(e) else topic_events,
+                event_key(e).encode(),
+                encode_event(e),
+            )
+            for _, e in fresh
+        ]
+        started = time.perf_counter()
+        try:
+            producer = await ingest.get_producer()
+            await send_all(producer, records, settings.ingest_produce_timeout_s)
+        except BrokerUnavailable as exc:
+            await ingest.drop_producer()
+            log.warning("broker unavailable", extra={"source": source, "events": len(records)})
+            return json_response(
+                {"error": f"broker unavailable, nothing acknowledged: {exc}"},
+                503,
+                headers={"Retry-After": str(settings.ingest_retry_after_s)},
+            )
+        metrics.produce_seconds.observe(time.perf_counter() - started)
+        await ingest.remember(fresh)
+    for _, e in fresh:
+        metrics.events.labels(source, e.type, "accepted").inc()
+    for i, e in batch.events:
+        if i in known:
+            metrics.events.labels(source, e.type, "duplicate").inc()
+    if batch.repeats:
+        metrics.events.labels(source, "repeat", "duplicate").inc(batch.repeats)
+    if batch.rejected:
+        metrics.events.labels(source, "invalid", "rejected").inc(len(batch.rejected))
+    body = {
+        "accepted": len(fresh),
+        "duplicates": duplicates,
+        "rejected": [r.as_json() for r in batch.rejected],
+    }
+    status = 202 if fresh or duplicates else 422
+    return json_response(body, status)

@@ -1,0 +1,250 @@
+"""The monitor's I/O shell: Kafka in, snapshots and alerts out to Kafka and Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import orjson
+import redis.asyncio as aioredis
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from services.monitor.core import Monitor, TickOutput
+from services.monitor.settings import MonitorSettings
+from services.monitor.tiers import QueueAlertState
+from shared.events import InvalidEvent, decode_event
+from shared.forecast import Forecast
+from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
+from shared.queue_settings import QueueSettings
+from shared.store import Keys
+
+log = logging.getLogger(__name__)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class MonitorMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "floorwatch_monitor_events",
+            "records consumed by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self.lag = Gauge("floorwatch_monitor_lag", "records behind the log end", registry=registry)
+        self.tick_seconds = Histogram(
+            "floorwatch_monitor_tick_seconds",
+            "time to compute and publish one tick",
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=registry,
+        )
+        self.answer_rate = Gauge(
+            "floorwatch_queue_answer_rate",
+            "primary window answer_rate_live",
+            ["queue_id"],
+            registry=registry,
+        )
+        self.tier = Gauge(
+            "floorwatch_queue_surge_tier", "surge tier", ["queue_id"], registry=registry
+        )
+
+
+class _Rewind(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
+    """On assignment, rewind each partition to `now - retention`; on revocation, commit."""
+
+    def __init__(self, shell: MonitorShell) -> None:
+        self.shell = shell
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        consumer = self.shell.consumer
+        if consumer is not None and revoked:
+            try:
+                await consumer.commit()
+            except KafkaError:
+                log.warning("commit on revocation failed", exc_info=True)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        consumer = self.shell.consumer
+        if consumer is None or not assigned:
+            return
+        since_ms = int((time.time() - self.shell.monitor.engine.retention_s()) * 1000)
+        offsets = await consumer.offsets_for_times(dict.fromkeys(assigned, since_ms))
+        for tp in assigned:
+            found = offsets.get(tp)
+            if found is None:
+                await consumer.seek_to_end(tp)
+            else:  # the local broker answers 0: old events are then skipped by the engine
+                consumer.seek(tp, found.offset)
+
+
+@dataclass
+class MonitorShell:
+    """Owns the consumers, the producer, Redis and the tick loop."""
+
+    settings: MonitorSettings
+    redis: aioredis.Redis
+    metrics: MonitorMetrics
+    monitor: Monitor = field(init=False)
+    keys: Keys = field(init=False)
+    producer: AIOKafkaProducer | None = None
+    consumer: AIOKafkaConsumer | None = None
+    agents: AIOKafkaConsumer | None = None
+    last_tick: TickOutput | None = None
+    processed: int = 0
+
+    def __post_init__(self) -> None:
+        self.monitor = Monitor(grace_s=self.settings.monitor_grace_s)
+        self.monitor.engine.horizon = time.time()  # skip what is older than every window
+        self.keys = Keys(self.settings.topic_prefix)
+
+    async def start(self) -> None:
+        await ensure_topics(self.settings)
+        await self.load_config()
+        await self.load_alert_states()
+        self.producer = new_producer(self.settings)
+        await self.producer.start()
+        self.consumer = new_consumer(
+            self.settings, group_id=self.settings.monitor_group_id, max_poll_records=5000
+        )
+        self.consumer.subscribe([self.settings.topic("events")], listener=_Rewind(self))
+        await self.consumer.start()
+        self.agents = new_consumer(self.settings, group_id=None, max_poll_records=5000)
+        await self.agents.start()
+        topic = self.settings.topic("agents")
+        parts = self.agents.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        self.agents.assign(tps)
+        await self.agents.seek_to_beginning(*tps)
+
+    async def stop(self) -> None:
+        for client in (self.agents, self.consumer, self.producer):
+            if client is not None:
+                await client.stop()
+
+    async def load_config(self) -> None:
+        """Per-queue settings and forecasts, as the API writes them to Redis."""
+        raw_settings = await self.redis.hgetall(self.keys.queue_settings)
+        raw_forecasts = await self.redis.hgetall(self.keys.forecasts)
+        settings: dict[str, QueueSettings] = {}
+        for queue_id, value in raw_settings.items():
+            try:
+                settings[_text(queue_id)] = QueueSettings.model_validate_json(value)
+            except ValidationError:
+                log.warning("invalid settings in redis", extra={"queue_id": _text(queue_id)})
+        forecasts: dict[str, Forecast] = {}
+        for queue_id, value in raw_forecasts.items():
+            try:
+                forecasts[_text(queue_id)] = Forecast.model_validate_json(value)
+            except ValidationError:
+                log.warning("invalid forecast in redis", extra={"queue_id": _text(queue_id)})
+        self.monitor.settings.clear()
+        self.monitor.settings.update(settings)
+        self.monitor.forecasts.clear()
+        self.monitor.forecasts.update(forecasts)
+
+    async def load_alert_states(self) -> None:
+        raw = await self.redis.hgetall(self.keys.alert_states)
+        for queue_id, value in raw.items():
+            self.monitor.states[_text(queue_id)] = QueueAlertState.from_json(orjson.loads(value))
+
+    async def consume(self, consumer: AIOKafkaConsumer, commit: bool) -> None:
+        """Feed records to the engine until cancelled; bad ones go to the DLQ."""
+        while True:
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    await self.handle(record)
+            if commit and batches:
+                await consumer.commit()
+
+    async def handle(self, record: ConsumerRecord) -> None:
+        try:
+            event = decode_event(record.value)
+        except InvalidEvent as exc:
+            await self.dead_letter(record, "; ".join(exc.errors))
+            return
+        counted = self.monitor.engine.add(event)
+        self.processed += 1
+        self.metrics.events.labels("counted" if counted else "skipped").inc()
+
+    async def dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        self.metrics.events.labels("dead_letter").inc()
+        body = {
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "reason": reason,
+            "value_b64": base64.b64encode(record.value or b"").decode(),
+        }
+        assert self.producer is not None  # noqa: S101  # started before consuming
+        await self.producer.send_and_wait(self.settings.topic("dlq"), dumps(body))
+
+    async def tick(self, now: float) -> TickOutput:
+        """Compute, then publish snapshots and alert changes."""
+        started = time.perf_counter()
+        await self.load_config()
+        out = self.monitor.tick(now)
+        producer = self.producer
+        assert producer is not None  # noqa: S101  # started before ticking
+        metrics_topic, alerts_topic = self.settings.topic("metrics"), self.settings.topic("alerts")
+        pipe = self.redis.pipeline(transaction=False)
+        for snap in out.snapshots:
+            queue_id = str(snap["queue_id"])
+            body = dumps(snap)
+            await producer.send(metrics_topic, body, key=queue_id.encode())
+            pipe.hset(self.keys.snapshots, queue_id, body)
+            self.metrics.tier.labels(queue_id).set(float(snap["surge"]["tier"]))  # type: ignore[index]
+        for queue_id, stats in out.stats.items():
+            rate = stats.windows[stats.settings.primary_window_s].answer_rate_live
+            self.metrics.answer_rate.labels(queue_id).set(
+                rate if rate is not None else float("nan")
+            )
+        for change in out.changes:
+            await producer.send(alerts_topic, dumps(change.as_json()), key=change.queue_id.encode())
+            state = self.monitor.states[change.queue_id]
+            pipe.hset(self.keys.alert_states, change.queue_id, dumps(state.as_json()))
+        pipe.set(self.keys.snapshots_as_of, dumps(out.queues_json()["as_of"]))
+        await producer.flush()
+        await pipe.execute()
+        self.last_tick = out
+        self.metrics.tick_seconds.observe(time.perf_counter() - started)
+        return out
+
+    async def update_lag(self) -> None:
+        consumer = self.consumer
+        if consumer is None:
+            return
+        parts = list(consumer.assignment())
+        if not parts:
+            return
+        ends = await consumer.end_offsets(parts)
+        lag = 0
+        for tp in parts:
+            position = await consumer.position(tp)
+            lag += max(0, ends[tp] - position)
+        self.metrics.lag.set(lag)
+
+
+async def tick_forever(
+    shell: MonitorShell, tick_s: float, clock: Callable[[], float] = time.time
+) -> None:
+    """Tick every `tick_s` on the wall clock; a slow tick delays the next, never piles up."""
+    while True:
+        began = time.monotonic()
+        try:
+            await shell.tick(clock())
+            await shell.update_lag()
+        except (KafkaError, RedisError, OSError):
+            log.warning("tick failed; retried at the next tick", exc_info=True)
+        await asyncio.sleep(max(0.0, tick_s - (time.monotonic() - began)))

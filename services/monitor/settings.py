@@ -1,0 +1,17 @@
+"""Settings of the monitor service."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.settings import CommonSettings
+
+
+class MonitorSettings(CommonSettings):
+    """`FLOORWATCH_MONITOR_*`, `FLOORWATCH_TICK_S` and the common settings."""
+
+    tick_s: float = Field(2.0, gt=0, le=60, description="seconds between ticks")
+    monitor_host: str = "127.0.0.1"
+    monitor_port: int = 8002
+    monitor_group_id: str = "floorwatch-monitor"
+    monitor_grace_s: float = Field(300.0, ge=0, description="kept beyond the longest window")

@@ -1,0 +1,143 @@
+"""`floorwatch up`: the whole stack on one machine, stopped cleanly on Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from types import FrameType
+
+import httpx
+
+from shared.localstack import LocalServer, LocalStack, LocalStackError, free_port
+
+
+@dataclass
+class Service:
+    name: str
+    module: str
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass
+class Stack:
+    """The processes `floorwatch up` owns, stopped in reverse order of start."""
+
+    env: dict[str, str]
+    services: list[Service] = field(default_factory=list)
+    local: LocalStack | None = None
+
+    def start(self, service: Service) -> None:
+        service.proc = subprocess.Popen(  # noqa: S603  # our own python and module
+            [sys.executable, "-m", service.module], env=self.env, stdin=subprocess.DEVNULL
+        )
+        self.services.append(service)
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = list(self.services)
+        while pending:
+            if time.monotonic() > deadline:
+                names = ", ".join(s.name for s in pending)
+                raise LocalStackError(f"not ready after {timeout_s:g} s: {names}")
+            for service in list(pending):
+                if service.proc is not None and service.proc.poll() is not None:
+                    code = service.proc.returncode
+                    raise LocalStackError(f"{service.name} exited with {code}")
+                try:
+                    if httpx.get(f"{service.url}/readyz", timeout=2).status_code == 200:
+                        pending.remove(service)
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.3)
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            if service.proc is not None and service.proc.poll() is None:
+                service.proc.terminate()
+        for service in reversed(self.services):
+            if service.proc is None:
+                continue
+            try:
+                service.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                service.proc.kill()
+                service.proc.wait()
+        if self.local is not None:
+            self.local.stop()
+
+
+def _stop_on_signal(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_stack(
+    *,
+    kafka: str | None,
+    redis_url: str | None,
+    ingest_port: int,
+    api_port: int,
+    dispatch: str,
+    simulator: bool,
+) -> int:
+    """Start everything, print the URLs, tokens and `ready`, and wait for a signal."""
+    signal.signal(signal.SIGTERM, _stop_on_signal)
+    env = dict(os.environ)
+    env.setdefault("FLOORWATCH_INGEST_TOKENS", f"sim:{secrets.token_urlsafe(16)}")
+    env.setdefault("FLOORWATCH_API_TOKENS", f"dev:admin:{secrets.token_urlsafe(16)}")
+    env["FLOORWATCH_INGEST_PORT"] = str(ingest_port)
+    env["FLOORWATCH_API_PORT"] = str(api_port)
+    env["FLOORWATCH_DISPATCH_MODE"] = dispatch
+    stack = Stack(env)
+    try:
+        if kafka is None or redis_url is None:
+            stack.local = LocalStack()
+            if kafka is None:
+                stack.local.kafka = _start(stack.local, "kafka")
+                kafka = stack.local.bootstrap
+            if redis_url is None:
+                stack.local.redis = _start(stack.local, "redis")
+                redis_url = stack.local.redis_url
+        env["FLOORWATCH_KAFKA_BOOTSTRAP"] = kafka
+        env["FLOORWATCH_REDIS_URL"] = redis_url
+        print(f"broker {kafka}, redis {redis_url}", flush=True)
+        stack.start(Service("ingest", "services.ingest", ingest_port))
+        monitor_port = free_port()
+        env["FLOORWATCH_MONITOR_PORT"] = str(monitor_port)
+        stack.start(Service("monitor", "services.monitor", monitor_port))
+        stack.wait_ready()
+        print(f"ingest  http://127.0.0.1:{ingest_port}/v1/events", flush=True)
+        print(f"ingest tokens (source:secret): {env['FLOORWATCH_INGEST_TOKENS']}", flush=True)
+        print(f"api tokens (name:role:secret): {env['FLOORWATCH_API_TOKENS']}", flush=True)
+        print("ready", flush=True)
+        while all(s.proc is not None and s.proc.poll() is None for s in stack.services):
+            time.sleep(0.5)
+        failed = [
+            s.name for s in stack.services if s.proc is not None and s.proc.poll() is not None
+        ]
+        print(f"stopped: {', '.join(failed)} exited", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    except LocalStackError as exc:
+        print(f"floorwatch up: {exc}", file=sys.stderr, flush=True)
+        return 1
+    finally:
+        stack.stop()
+
+
+def _start(local: LocalStack, which: str) -> LocalServer:
+    from shared.localstack import kafka_server, redis_server
+
+    server = kafka_server(local.workdir) if which == "kafka" else redis_server(local.workdir)
+    server.start()
+    return server

@@ -1,0 +1,1 @@
+"""Code shared by every floorwatch service: events, settings, plumbing, queueing math."""

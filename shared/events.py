@@ -1,0 +1,218 @@
+"""The canonical telephony events of contract section 1, and their validation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Literal
+
+import orjson
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+)
+
+EventId = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
+]
+Ident = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+NonNegative = Annotated[float, Field(ge=0)]
+AgentState = Literal["available", "busy", "wrap_up", "not_ready", "offline"]
+
+CALL_TYPES = (
+    "call.queued",
+    "call.answered",
+    "call.abandoned",
+    "call.overflowed",
+    "call.callback_requested",
+    "call.ended",
+)
+AGENT_TYPES = ("agent.state", "agent.skills")
+EVENT_TYPES = CALL_TYPES + AGENT_TYPES
+
+
+class _Event(BaseModel):
+    """Fields common to every event; unknown extra fields are kept."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    event_id: EventId
+    ts: AwareDatetime
+    site: str | None = None
+    source: str | None = None
+
+    @property
+    def epoch(self) -> float:
+        """The event time as seconds since the Unix epoch."""
+        return self.ts.timestamp()
+
+
+class CallQueued(_Event):
+    type: Literal["call.queued"]
+    call_id: Ident
+    queue_id: Ident
+    priority: Annotated[int, Field(ge=0, le=3)] = 2
+    channel: Literal["voice", "chat", "email", "callback"] = "voice"
+
+
+class CallAnswered(_Event):
+    type: Literal["call.answered"]
+    call_id: Ident
+    queue_id: Ident
+    agent_id: Ident
+    wait_s: NonNegative | None = None
+
+
+class CallAbandoned(_Event):
+    type: Literal["call.abandoned"]
+    call_id: Ident
+    queue_id: Ident
+    wait_s: NonNegative | None = None
+
+
+class CallOverflowed(_Event):
+    type: Literal["call.overflowed"]
+    call_id: Ident
+    queue_id: Ident
+    to_queue_id: Ident
+    wait_s: NonNegative | None = None
+
+
+class CallbackRequested(_Event):
+    type: Literal["call.callback_requested"]
+    call_id: Ident
+    queue_id: Ident
+    wait_s: NonNegative | None = None
+
+
+class CallEnded(_Event):
+    type: Literal["call.ended"]
+    call_id: Ident
+    queue_id: Ident
+    agent_id: Ident
+    talk_s: NonNegative
+    hold_s: NonNegative = 0.0
+    wrap_s: NonNegative = 0.0
+
+
+class AgentStateChanged(_Event):
+    type: Literal["agent.state"]
+    agent_id: Ident
+    state: AgentState
+    reason: str | None = None
+
+
+class Skill(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    queue_id: Ident
+    level: Annotated[int, Field(ge=1, le=10)]
+
+
+class AgentSkillsChanged(_Event):
+    type: Literal["agent.skills"]
+    agent_id: Ident
+    skills: list[Skill]
+    serving: list[Ident] | None = None
+
+    def serving_queues(self) -> frozenset[str]:
+        """The queues routed to the agent: `serving`, or all its skills by default."""
+        if self.serving is not None:
+            return frozenset(self.serving)
+        return frozenset(s.queue_id for s in self.skills)
+
+
+CallEvent = (
+    CallQueued | CallAnswered | CallAbandoned | CallOverflowed | CallbackRequested | CallEnded
+)
+AgentEvent = AgentStateChanged | AgentSkillsChanged
+Event = Annotated[CallEvent | AgentEvent, Field(discriminator="type")]
+EVENT_ADAPTER: TypeAdapter[CallEvent | AgentEvent] = TypeAdapter(Event)
+
+_MESSAGES = {
+    "timezone_aware": "timestamp must include a UTC offset",
+    "datetime_from_date_parsing": "must be an RFC 3339 timestamp",
+    "datetime_parsing": "must be an RFC 3339 timestamp",
+    "datetime_type": "must be an RFC 3339 timestamp",
+    "missing": "field required",
+    "string_pattern_mismatch": "must be 1..128 characters of [A-Za-z0-9._:-]",
+    "greater_than_equal": "must be >= {ge}",
+    "less_than_equal": "must be <= {le}",
+    "union_tag_invalid": "must be one of " + ", ".join(EVENT_TYPES),
+    "union_tag_not_found": "field required (one of " + ", ".join(EVENT_TYPES) + ")",
+    "model_attributes_type": "event must be a JSON object",
+    "model_type": "event must be a JSON object",
+}
+
+
+def _location(loc: tuple[int | str, ...], tag: object) -> str:
+    parts = list(loc)
+    if parts and parts[0] == tag:  # a discriminated union puts the tag first
+        parts = parts[1:]
+    return ".".join(str(p) for p in parts)
+
+
+def describe_errors(exc: ValidationError, raw: object) -> list[str]:
+    """Turn pydantic errors into `field: rule` messages a sender can act on."""
+    tag = raw.get("type") if isinstance(raw, Mapping) else None
+    out: list[str] = []
+    for err in exc.errors(include_url=False):
+        kind = err["type"]
+        where = _location(err["loc"], tag)
+        template = _MESSAGES.get(kind)
+        ctx = err.get("ctx") or {}
+        msg = template.format(**ctx) if template else str(err["msg"])
+        if kind in ("union_tag_invalid", "union_tag_not_found"):
+            where = "type"
+        if kind in ("model_attributes_type", "model_type") and not where:
+            out.append(msg)
+            continue
+        out.append(f"{where}: {msg}" if where else msg)
+    return out
+
+
+class InvalidEvent(ValueError):
+    """An event that breaks the contract; `errors` name each field and rule."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = errors
+
+
+def parse_event(raw: object) -> CallEvent | AgentEvent:
+    """Validate one decoded JSON value as an event, or raise InvalidEvent."""
+    if not isinstance(raw, Mapping):
+        raise InvalidEvent(["event must be a JSON object"])
+    try:
+        return EVENT_ADAPTER.validate_python(raw)
+    except ValidationError as exc:
+        raise InvalidEvent(describe_errors(exc, raw)) from None
+
+
+def decode_event(data: bytes | str) -> CallEvent | AgentEvent:
+    """Decode and validate one JSON-encoded event, or raise InvalidEvent."""
+    try:
+        raw = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidEvent([f"not JSON: {exc}"]) from None
+    return parse_event(raw)
+
+
+def encode_event(event: CallEvent | AgentEvent) -> bytes:
+    """The canonical JSON form of an event (extra fields included)."""
+    return orjson.dumps(event.model_dump(mode="json", exclude_none=True))
+
+
+def event_key(event: CallEvent | AgentEvent) -> str:
+    """The Kafka key of an event: `queue_id` for calls, `agent_id` for agents (contract 3)."""
+    if isinstance(event, AgentStateChanged | AgentSkillsChanged):
+        return event.agent_id
+    return event.queue_id
+
+
+def is_agent_event(event: CallEvent | AgentEvent) -> bool:
+    return isinstance(event, AgentStateChanged | AgentSkillsChanged)

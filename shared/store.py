@@ -1,0 +1,66 @@
+"""Redis plumbing: the client and the key names every service agrees on."""
+
+from __future__ import annotations
+
+import asyncio
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from shared.settings import CommonSettings
+
+
+def new_redis(settings: CommonSettings) -> aioredis.Redis:
+    """An asyncio Redis client with short timeouts, so an outage is seen quickly."""
+    return aioredis.Redis.from_url(
+        settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=False
+    )
+
+
+class Keys:
+    """Redis key names, all under the topic prefix so several stacks can share a server."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def dedup(self, source: str, event_id: str) -> str:
+        return f"{self.prefix}dedup:{source}:{event_id}"
+
+    def snapshot(self, queue_id: str) -> str:
+        return f"{self.prefix}snapshot:{queue_id}"
+
+    @property
+    def snapshots(self) -> str:
+        return f"{self.prefix}snapshots"
+
+    @property
+    def snapshots_as_of(self) -> str:
+        return f"{self.prefix}snapshots:as_of"
+
+    @property
+    def alert_states(self) -> str:
+        return f"{self.prefix}alert_states"
+
+    @property
+    def queue_settings(self) -> str:
+        return f"{self.prefix}settings:queues"
+
+    @property
+    def forecasts(self) -> str:
+        return f"{self.prefix}forecasts"
+
+    @property
+    def alerts(self) -> str:
+        return f"{self.prefix}alerts"
+
+    @property
+    def actions(self) -> str:
+        return f"{self.prefix}actions"
+
+
+async def redis_reachable(client: aioredis.Redis, timeout_s: float = 2.0) -> bool:
+    """True when Redis answers PING within the bound."""
+    try:
+        return bool(await asyncio.wait_for(client.ping(), timeout_s))
+    except (TimeoutError, RedisError, OSError):
+        return False

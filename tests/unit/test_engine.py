@@ -1,0 +1,205 @@
+"""The metric engine against hand-worked traces (contract 4)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from services.monitor.engine import Engine, QueueStats
+from services.monitor.replay import replay
+from shared.events import AgentEvent, CallEvent, parse_event
+from tests.conftest import T0, iso
+
+NOW = T0.timestamp()
+_n = 0
+
+
+def ev(kind: str, at: float, **fields: object) -> CallEvent | AgentEvent:
+    """An event `at` seconds relative to NOW (20:00:00Z), with a fresh event_id."""
+    global _n
+    _n += 1
+    return parse_event({"event_id": f"h{_n}", "type": kind, "ts": iso(at), **fields})
+
+
+def call(
+    kind: str, at: float, cid: str, queue: str = "q", **fields: object
+) -> CallEvent | AgentEvent:
+    return ev(f"call.{kind}", at, call_id=cid, queue_id=queue, **fields)
+
+
+def hand_trace() -> list[CallEvent | AgentEvent]:
+    answered_c2 = call("answered", -150, "c2", agent_id="a1", wait_s=50)
+    return [
+        call("queued", -400, "c1"),
+        call("answered", -380, "c1", agent_id="a1"),  # derived wait 20: within target
+        call("queued", -200, "c2"),
+        answered_c2,
+        answered_c2,  # delivered twice, counted once
+        call("queued", -100, "c3"),
+        call("abandoned", -97, "c3"),  # derived wait 3: a short abandon
+        call("queued", -90, "c4"),
+        call("abandoned", -30, "c4"),  # wait 60: abandoned
+        call("answered", -20, "c5", agent_id="a2"),  # no call.queued: unknown wait
+        call("queued", -60, "c6"),  # still waiting, over target
+        call("queued", -10, "c7"),  # still waiting
+        call("queued", -50, "c8"),
+        call("callback_requested", -40, "c8"),
+        call("queued", -45, "c9"),
+        call("overflowed", -35, "c9", to_queue_id="q2"),
+        call("queued", -300, "c10"),  # exactly at now - 300: outside the 300 s window
+        call("answered", -299, "c10", agent_id="a1", wait_s=1),
+        call("queued", 0, "c11"),  # exactly at now: inside, waiting 0 s
+        call("answered", -5, "c12", agent_id="a2"),  # arrives before its call.queued
+        call("queued", -25, "c12"),  # so its wait (20 s) is derived late
+        call("ended", -100, "e1", agent_id="a1", talk_s=100, hold_s=10, wrap_s=20),
+        call("ended", -1000, "e2", agent_id="a1", talk_s=200),
+        ev(
+            "agent.skills",
+            -3000,
+            agent_id="a1",
+            skills=[{"queue_id": "q", "level": 5}, {"queue_id": "q2", "level": 3}],
+        ),
+        ev("agent.skills", -3000, agent_id="a2", skills=[{"queue_id": "q", "level": 5}]),
+        ev("agent.skills", -3000, agent_id="a3", skills=[{"queue_id": "q", "level": 5}]),
+        ev(
+            "agent.skills",
+            -3000,
+            agent_id="a4",
+            skills=[{"queue_id": "q2", "level": 5}],
+            serving=["q"],
+        ),
+        ev(
+            "agent.skills",
+            -3000,
+            agent_id="a5",
+            skills=[{"queue_id": "q", "level": 5}],
+            serving=["q2"],
+        ),
+        ev("agent.state", -10, agent_id="a1", state="available"),
+        ev("agent.state", -50, agent_id="a1", state="busy"),  # older, arrives later: ignored
+        ev("agent.state", -10, agent_id="a2", state="busy"),
+        ev("agent.state", -10, agent_id="a3", state="offline"),
+        ev("agent.state", -10, agent_id="a4", state="not_ready", reason="standby"),
+        ev("agent.state", -10, agent_id="a5", state="wrap_up"),
+    ]
+
+
+@pytest.fixture(scope="module")
+def stats() -> dict[str, QueueStats]:
+    engine = Engine()
+    engine.add_many(hand_trace())
+    return engine.compute(NOW)
+
+
+WINDOWS = {
+    # window: arrivals, answered, within, short, abandoned, callbacks, overflowed, offered,
+    #         answer_rate, answer_rate_live, abandon_rate, asa_s, aht_s
+    300: (9, 4, 2, 1, 1, 1, 1, 5, 2 / 5, 2 / 6, 1 / 5, (50 + 1 + 20) / 3, 130.0),
+    900: (11, 5, 3, 1, 1, 1, 1, 6, 3 / 6, 3 / 7, 1 / 6, (20 + 50 + 1 + 20) / 4, 130.0),
+    3600: (11, 5, 3, 1, 1, 1, 1, 6, 3 / 6, 3 / 7, 1 / 6, (20 + 50 + 1 + 20) / 4, (130 + 200) / 2),
+}
+
+
+@pytest.mark.parametrize("window", sorted(WINDOWS))
+def test_window_metrics_by_hand(stats: dict[str, QueueStats], window: int) -> None:
+    m = stats["q"].windows[window]
+    got = (
+        m.arrivals, m.answered, m.answered_within_target, m.short_abandoned, m.abandoned,
+        m.callbacks, m.overflowed, m.offered, m.answer_rate, m.answer_rate_live,
+        m.abandon_rate, m.asa_s, m.aht_s,
+    )  # fmt: skip
+    assert got[:8] == WINDOWS[window][:8]
+    assert got[8:] == pytest.approx(WINDOWS[window][8:], rel=1e-12)
+
+
+def test_point_in_time_numbers_by_hand(stats: dict[str, QueueStats]) -> None:
+    q = stats["q"]
+    assert (q.waiting, q.waiting_over_target) == (3, 1)
+    assert q.longest_wait_s == pytest.approx(60.0)
+    assert q.agents.as_json() == {
+        "available": 1,
+        "busy": 1,
+        "wrap_up": 0,
+        "not_ready": 1,
+        "staffed": 3,
+    }
+    assert stats["q2"].agents.as_json() == {
+        "available": 1, "busy": 0, "wrap_up": 1, "not_ready": 0, "staffed": 2,
+    }  # fmt: skip
+    assert q.surge_arrivals == 9  # the surge window is 300 s by default
+
+
+def test_an_empty_queue_has_null_rates() -> None:
+    engine = Engine()
+    engine.add(call("overflowed", -10, "x", queue="quiet", to_queue_id="q"))
+    m = engine.compute(NOW)["quiet"].windows[300]
+    assert (m.offered, m.answer_rate, m.answer_rate_live, m.abandon_rate, m.asa_s, m.aht_s) == (
+        0, None, None, None, None, None,
+    )  # fmt: skip
+
+
+def test_answered_call_stops_waiting_and_later_tick_moves_windows() -> None:
+    engine = Engine()
+    engine.add_many([call("queued", -40, "a"), call("queued", -20, "b")])
+    first = engine.compute(NOW)["q"]
+    assert (first.waiting, first.waiting_over_target, first.longest_wait_s) == (2, 1, 40.0)
+    engine.add(call("answered", 5, "a", agent_id="x"))
+    later = engine.compute(NOW + 10)["q"]
+    assert (later.waiting, later.waiting_over_target, later.longest_wait_s) == (1, 0, 30.0)
+    assert later.windows[300].answered == 1
+    assert later.windows[300].asa_s == 45.0
+    assert engine.compute(NOW + 300)["q"].windows[300].arrivals == 0  # both left the window
+
+
+def test_events_older_than_retention_are_skipped_after_a_tick() -> None:
+    engine = Engine(grace_s=60)
+    engine.compute(NOW)
+    retention = 3600 + 300 + 60  # the baseline hour before the surge window, plus grace
+    assert not engine.add(call("queued", -retention, "old"))
+    assert engine.add(call("queued", -retention + 1, "kept"))
+    assert engine.skipped_old == 1
+
+
+def test_pruning_keeps_every_number_the_same() -> None:
+    pruned, full = Engine(grace_s=0), Engine(grace_s=10**6)
+    for engine in (pruned, full):
+        engine.add_many(hand_trace())
+        engine.add(call("queued", -5000, "ancient"))
+    pruned.compute(NOW)
+    pruned.prune(NOW)
+    assert len(pruned.log) < len(full.log)
+    a, b = pruned.compute(NOW)["q"], full.compute(NOW)["q"]
+    # the lost call counts as waiting over target only where it is still remembered
+    assert {w: replace(m, answer_rate_live=None) for w, m in a.windows.items()} == {
+        w: replace(m, answer_rate_live=None) for w, m in b.windows.items()
+    }
+    assert (a.waiting, a.longest_wait_s) == (3, 60.0)  # the lost call is forgotten
+    assert (b.waiting, b.longest_wait_s) == (4, 5000.0)
+
+
+EXAMPLES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "examples"
+
+
+def test_worked_example_of_the_contract() -> None:
+    """`floorwatch replay trace-42.jsonl` gives every number of expected-42.json."""
+    with (EXAMPLES / "trace-42.jsonl").open("rb") as f:
+        body, bad = replay(f, T0.timestamp())
+    expected = json.loads((EXAMPLES / "expected-42.json").read_text())
+    assert bad == []
+    queues = {q["queue_id"]: q for q in body["queues"]}  # type: ignore[attr-defined]
+    assert sorted(queues) == sorted(expected)
+    for queue_id, want in expected.items():
+        got = queues[queue_id]
+        for key in ("waiting", "waiting_over_target", "agents"):
+            assert got[key] == want[key], (queue_id, key)
+        assert got["longest_wait_s"] == pytest.approx(want["longest_wait_s"], abs=1e-6)
+        for window, metrics in want["windows"].items():
+            for name, value in metrics.items():
+                have = got["windows"][window][name]
+                if isinstance(value, int) or value is None:
+                    assert have == value, (queue_id, window, name)
+                else:
+                    assert have == pytest.approx(value, abs=1e-6), (queue_id, window, name)
