@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 
 
 def iso_ms(epoch: float) -> str:
     """`2026-11-11T20:00:00.000Z` for an epoch time in seconds."""
-    dt = datetime.fromtimestamp(epoch, UTC)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    ms = round(epoch * 1000)
+    dt = datetime.fromtimestamp(ms // 1000, UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def whole_ms(epoch: float) -> float:
+    """`epoch` cut to whole milliseconds, so that `iso_ms` names it exactly."""
+    return math.floor(epoch * 1000) / 1000
 
 
 def parse_ts(text: str) -> float:

@@ -26,6 +26,7 @@ from shared.forecast import Forecast
 from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
 from shared.queue_settings import QueueSettings
 from shared.store import Keys
+from shared.timefmt import whole_ms
 
 log = logging.getLogger(__name__)
 
@@ -243,7 +244,7 @@ async def tick_forever(
     while True:
         began = time.monotonic()
         try:
-            await shell.tick(clock())
+            await shell.tick(whole_ms(clock()))  # as_of names exactly this now
             await shell.update_lag()
         except (KafkaError, RedisError, OSError):
             log.warning("tick failed; retried at the next tick", exc_info=True)
