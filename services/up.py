@@ -114,7 +114,11 @@ def run_stack(
         monitor_port = free_port()
         env["FLOORWATCH_MONITOR_PORT"] = str(monitor_port)
         stack.start(Service("monitor", "services.monitor", monitor_port))
+        stack.start(Service("api", "services.api", api_port))
         stack.wait_ready()
+        admin_secret = env["FLOORWATCH_API_TOKENS"].split(",")[0].split(":", 2)[2]
+        print(f"wall board  http://127.0.0.1:{api_port}/?token={admin_secret}", flush=True)
+        print(f"api docs    http://127.0.0.1:{api_port}/docs", flush=True)
         print(f"ingest  http://127.0.0.1:{ingest_port}/v1/events", flush=True)
         print(f"ingest tokens (source:secret): {env['FLOORWATCH_INGEST_TOKENS']}", flush=True)
         print(f"api tokens (name:role:secret): {env['FLOORWATCH_API_TOKENS']}", flush=True)

@@ -47,13 +47,13 @@ def new_consumer(
     settings: CommonSettings, *topics: str, group_id: str | None, **kwargs: Any
 ) -> AIOKafkaConsumer:  # Any: aiokafka's own keyword options
     """A consumer that never auto-commits: offsets are committed after processing."""
+    options = {"auto_offset_reset": "earliest", **kwargs}
     return AIOKafkaConsumer(
         *topics,
         bootstrap_servers=settings.kafka_bootstrap,
         group_id=group_id,
         enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **kwargs,
+        **options,
     )
 
 

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from services.monitor.core import Monitor, TickOutput
 from services.monitor.settings import MonitorSettings
 from services.monitor.tiers import QueueAlertState
+from shared.alerts import apply_change
 from shared.events import InvalidEvent, decode_event
 from shared.forecast import Forecast
 from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
@@ -212,15 +213,24 @@ class MonitorShell:
                 rate if rate is not None else float("nan")
             )
         for change in out.changes:
-            await producer.send(alerts_topic, dumps(change.as_json()), key=change.queue_id.encode())
+            change_json = change.as_json()
+            await producer.send(alerts_topic, dumps(change_json), key=change.queue_id.encode())
             state = self.monitor.states[change.queue_id]
             pipe.hset(self.keys.alert_states, change.queue_id, dumps(state.as_json()))
+            await self.record_alert(change_json)
         pipe.set(self.keys.snapshots_as_of, dumps(out.queues_json()["as_of"]))
         await producer.flush()
         await pipe.execute()
         self.last_tick = out
         self.metrics.tick_seconds.observe(time.perf_counter() - started)
         return out
+
+    async def record_alert(self, change: dict[str, object]) -> None:
+        """Fold a transition into the alert's record in Redis (the API reads and acks it)."""
+        alert_id = str(change["alert_id"])
+        existing = await self.redis.hget(self.keys.alerts, alert_id)
+        record = apply_change(orjson.loads(existing) if existing else None, change)
+        await self.redis.hset(self.keys.alerts, alert_id, dumps(record))
 
     async def update_lag(self) -> None:
         consumer = self.consumer

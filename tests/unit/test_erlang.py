@@ -138,7 +138,8 @@ def test_large_loads_stay_finite_and_exact() -> None:
         and huge.occupancy == pytest.approx(0.4)
     )
     c = erlang_c(5000, lam, aht, 30)
-    assert (c.p_wait, c.answer_rate, c.occupancy) == (0.0, 1.0, pytest.approx(0.4))
+    assert (c.p_wait, c.answer_rate) == (0.0, 1.0)
+    assert c.occupancy == pytest.approx(0.4)
 
 
 def test_agents_for_target_is_the_fewest() -> None:

@@ -1,0 +1,236 @@
+"""The read API of contract 7: queues, alerts, actions, settings, forecast, staffing."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Body, Depends, Query, Request
+from pydantic import ValidationError
+
+from services.api.auth import Principal
+from services.api.state import ApiState
+from shared.alerts import apply_change
+from shared.erlang import agents_for_target, erlang_a, erlang_c
+from shared.forecast import Forecast
+from shared.http import JsonResponse, bearer_token, json_response
+from shared.kafka import dumps
+from shared.timefmt import iso_ms
+
+
+class ApiError(Exception):
+    """An error answered as `{"error": ...}` with `status`."""
+
+    def __init__(self, status: int, message: str, details: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.details = details
+
+
+def state_of(request: Request) -> ApiState:
+    state: ApiState = request.app.state.api
+    return state
+
+
+State = Annotated[ApiState, Depends(state_of)]
+
+
+def _principal(role: Literal["viewer", "lead", "admin"]) -> Any:  # Any: a FastAPI dependency
+    def dep(request: Request) -> Principal:
+        return state_of(request).tokens.require(bearer_token(request), role)
+
+    return Depends(dep)
+
+
+Viewer = Annotated[Principal, _principal("viewer")]
+Lead = Annotated[Principal, _principal("lead")]
+Admin = Annotated[Principal, _principal("admin")]
+
+router = APIRouter(prefix="/v1")
+
+
+def _rules(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"])
+        out.append(f"{where}: {err['msg']}" if where else str(err["msg"]))
+    return out
+
+
+@router.get("/queues", summary="Every queue's latest snapshot")
+async def list_queues(_: Viewer, api: State) -> JsonResponse:
+    snapshots = await api.snapshots()
+    as_of = max((str(s["as_of"]) for s in snapshots), default=None)
+    return json_response({"as_of": as_of, "queues": snapshots})
+
+
+@router.get("/queues/{queue_id}", summary="One queue's latest snapshot")
+async def get_queue(queue_id: str, _: Viewer, api: State) -> JsonResponse:
+    raw = await api.redis.hget(api.keys.snapshots, queue_id)
+    if raw is None:
+        raise ApiError(404, f"queue {queue_id!r}: no snapshot yet")
+    return json_response(orjson.loads(raw))
+
+
+@router.get("/alerts", summary="Alerts, active (default) or all")
+async def list_alerts(
+    _: Viewer, api: State, state: Literal["active", "all"] = "active"
+) -> JsonResponse:
+    return json_response({"alerts": await api.alerts(active_only=state == "active")})
+
+
+@router.post("/alerts/{alert_id}/ack", summary="Acknowledge an alert (lead)")
+async def ack_alert(alert_id: str, who: Lead, api: State) -> JsonResponse:
+    raw = await api.redis.hget(api.keys.alerts, alert_id)
+    if raw is None:
+        raise ApiError(404, f"alert {alert_id!r} not found")
+    record = orjson.loads(raw)
+    if record.get("acknowledged_by"):
+        return json_response(record)  # acknowledging twice changes nothing
+    change = {
+        "alert_id": alert_id,
+        "kind": record.get("kind"),
+        "queue_id": record.get("queue_id"),
+        "transition": "acknowledged",
+        "by": who.name,
+        "at": iso_ms(api.clock()),
+    }
+    record = apply_change(record, change)
+    await api.redis.hset(api.keys.alerts, alert_id, dumps(record))
+    await api.publish("alerts", str(record.get("queue_id") or ""), change)
+    return json_response(record)
+
+
+@router.get("/actions", summary="Dispatcher actions, newest first")
+async def list_actions(_: Viewer, api: State) -> JsonResponse:
+    return json_response({"actions": await api.actions()})
+
+
+async def _decide(action_id: str, who: Principal, api: ApiState, verdict: str) -> JsonResponse:
+    raw = await api.redis.hget(api.keys.actions, action_id)
+    if raw is None:
+        raise ApiError(404, f"action {action_id!r} not found")
+    action = orjson.loads(raw)
+    if action["state"] != "proposed":
+        raise ApiError(409, f"action {action_id!r} is {action['state']}, not proposed")
+    at = iso_ms(api.clock())
+    action = {
+        **action,
+        "state": verdict,
+        "changed_by": who.name,
+        "changed_at": at,
+        "history": [*action.get("history", []), {"state": verdict, "by": who.name, "at": at}],
+    }
+    await api.redis.hset(api.keys.actions, action_id, dumps(action))
+    await api.publish("actions", str(action["queue_id"]), action)
+    return json_response(action)
+
+
+@router.post("/actions/{action_id}/approve", summary="Approve a proposed action (lead)")
+async def approve(action_id: str, who: Lead, api: State) -> JsonResponse:
+    return await _decide(action_id, who, api, "approved")
+
+
+@router.post("/actions/{action_id}/reject", summary="Reject a proposed action (lead)")
+async def reject(action_id: str, who: Lead, api: State) -> JsonResponse:
+    return await _decide(action_id, who, api, "rejected")
+
+
+@router.put(
+    "/forecast",
+    summary="Upload a queue's forecast (admin)",
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/json": {
+                    "example": {
+                        "queue_id": "billing",
+                        "start": "2026-11-11T18:00:00Z",
+                        "interval_s": 900,
+                        "arrivals": [120, 130, 150, 140],
+                    }
+                }
+            }
+        }
+    },
+)
+async def put_forecast(
+    _: Admin, api: State, body: Annotated[dict[str, Any], Body()]
+) -> JsonResponse:
+    try:
+        forecast = Forecast.model_validate(body)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid forecast", _rules(exc)) from None
+    await api.redis.hset(api.keys.forecasts, forecast.queue_id, forecast.model_dump_json())
+    return json_response(forecast.model_dump(mode="json"))
+
+
+@router.get("/settings/queues/{queue_id}", summary="A queue's settings (defaults when unset)")
+async def get_settings(queue_id: str, _: Viewer, api: State) -> JsonResponse:
+    return json_response((await api.queue_settings(queue_id)).model_dump())
+
+
+@router.put(
+    "/settings/queues/{queue_id}",
+    summary="Change a queue's settings (admin); a partial object changes only what it names",
+    openapi_extra={
+        "requestBody": {"content": {"application/json": {"example": {"sl_alert_below": 0.8}}}}
+    },
+)
+async def put_settings(
+    queue_id: str, _: Admin, api: State, body: Annotated[dict[str, Any], Body()]
+) -> JsonResponse:
+    current = await api.queue_settings(queue_id)
+    try:
+        updated = current.updated(body)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid settings", _rules(exc)) from None
+    await api.redis.hset(api.keys.queue_settings, queue_id, updated.model_dump_json())
+    return json_response(updated.model_dump())
+
+
+@router.get("/staffing", summary="Erlang C and Erlang A for a load and a number of agents")
+async def staffing(
+    _: Viewer,
+    arrivals_per_hour: Annotated[float, Query(ge=0, le=10_000_000)],
+    aht_s: Annotated[float, Query(gt=0, le=86400)],
+    agents: Annotated[int, Query(ge=0, le=100_000)],
+    threshold_s: Annotated[float, Query(ge=0, le=86400)] = 30,
+    target: Annotated[float, Query(gt=0, lt=1)] = 0.8,
+    patience_s: Annotated[float | None, Query(gt=0, le=86400)] = None,
+) -> JsonResponse:
+    rate = arrivals_per_hour / 3600.0
+    try:
+        c = erlang_c(agents, rate, aht_s, threshold_s)
+        body: dict[str, Any] = {
+            "load_erlangs": rate * aht_s,
+            "erlang_c": {
+                **_perf(asdict(c), with_abandon=False),
+                "agents_for_target": agents_for_target(rate, aht_s, threshold_s, target),
+            },
+        }
+        if patience_s is not None:
+            a = erlang_a(agents, rate, aht_s, patience_s, threshold_s)
+            body["erlang_a"] = {
+                **_perf(asdict(a), with_abandon=True),
+                "agents_for_target": agents_for_target(
+                    rate, aht_s, threshold_s, target, patience_s=patience_s
+                ),
+            }
+    except ValueError as exc:
+        raise ApiError(422, str(exc)) from None
+    return json_response(body)
+
+
+def _perf(values: dict[str, Any], with_abandon: bool) -> dict[str, Any]:
+    keys = ["p_wait", "answer_rate", "asa_s", "occupancy"] + (
+        ["abandon_rate"] if with_abandon else []
+    )
+    # an unstable queue's mean wait is unbounded: JSON has no infinity, so null
+    return {
+        k: (None if isinstance(values[k], float) and math.isinf(values[k]) else values[k])
+        for k in keys
+    }
