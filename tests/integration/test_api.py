@@ -164,7 +164,7 @@ async def test_forecast_upload_is_validated(
     }
     r = await client.put("/v1/forecast", headers=auth("admin"), json=good)
     assert r.json() == {**good, "arrivals": [120.0, 130.5]}
-    stored = orjson.loads(await redis.hget(f"{prefix}forecasts", "billing"))
+    stored = orjson.loads(await redis.hget(f"{prefix}forecasts", "billing") or b"null")
     assert stored["arrivals"] == [120.0, 130.5]
     bad = await client.put(
         "/v1/forecast", headers=auth("admin"),
@@ -214,7 +214,7 @@ async def test_approve_and_reject_only_proposed_actions(
 ) -> None:
     client, redis, _ = env
     for action_id in ("a1", "a2"):
-        action = {"action_id": action_id, "queue_id": "billing", "type": "agent.reassign", "state": "proposed",
+        action: dict[str, object] = {"action_id": action_id, "queue_id": "billing", "type": "agent.reassign", "state": "proposed",
                   "created_at": f"2026-11-11T20:00:0{action_id[1]}.000Z", "history": []}  # fmt: skip
         await redis.hset(f"{prefix}actions", action_id, orjson.dumps(action))
     listed = (await client.get("/v1/actions", headers=auth("viewer"))).json()["actions"]
