@@ -31,6 +31,20 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scenario(args: argparse.Namespace) -> int:
+    from services.simulator.closed_loop import run_scenario
+    from services.simulator.scenario import load_scenario
+
+    try:
+        scenario = load_scenario(args.name)
+    except ValueError as exc:
+        print(f"floorwatch scenario: {exc}", file=sys.stderr)
+        return 2
+    result = run_scenario(scenario, args.seed, dispatch=args.dispatch == "on")
+    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
+
+
 def _up(args: argparse.Namespace) -> int:
     from services.up import run_stack
 
@@ -61,6 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("events", metavar="EVENTS.jsonl")
     rp.add_argument("--at", required=True, metavar="TS", help="RFC 3339 time with offset")
     rp.set_defaults(func=_replay)
+
+    sc = sub.add_parser("scenario", help="run a named scenario in simulated time, print JSON")
+    sc.add_argument("name", metavar="NAME", help="steady, promo-night or hotline-launch")
+    sc.add_argument("--dispatch", choices=["on", "off"], default="on")
+    sc.add_argument("--seed", type=int, default=1)
+    sc.set_defaults(func=_scenario)
     return parser
 
 

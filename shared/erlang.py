@@ -130,6 +130,8 @@ def _served_within(ahead: np.ndarray, n_mu: float, theta: float, t: float) -> fl
     """
     if t <= 0:
         return 0.0
+    significant = np.nonzero(ahead > 1e-17 * ahead.max())[0]
+    ahead = ahead[: int(significant.max()) + 1]  # the far tail carries no mass
     size = len(ahead)
     m = np.arange(size, dtype=np.float64)
     down = n_mu + m * theta  # leave state m: to m-1, or to service from m = 0
@@ -138,8 +140,8 @@ def _served_within(ahead: np.ndarray, n_mu: float, theta: float, t: float) -> fl
     mean = uniform * t
     steps = int(mean + 10.0 * math.sqrt(mean) + 30)
     k = np.arange(steps + 1, dtype=np.float64)
-    log_pmf = k * math.log(mean) - mean - np.array([math.lgamma(x + 1.0) for x in k])
-    pmf = np.exp(log_pmf)
+    log_factorial = np.concatenate(([0.0], np.cumsum(np.log(k[1:]))))
+    pmf = np.exp(k * math.log(mean) - mean - log_factorial)
     v = ahead.astype(np.float64).copy()
     keep = 1.0 - out_rate / uniform
     move = down / uniform
@@ -147,10 +149,10 @@ def _served_within(ahead: np.ndarray, n_mu: float, theta: float, t: float) -> fl
     total = 0.0
     for jumps in range(1, steps + 1):
         served += v[0] * move[0]
-        shifted = np.zeros_like(v)
-        shifted[:-1] = v[1:] * move[1:]
-        v = v * keep + shifted
-        # served after exactly `jumps` jumps or fewer, weighted by P(N(t) = jumps)
+        # one jump: stay with `keep`, or step one place forward with `move`
+        v[:-1] = v[:-1] * keep[:-1] + v[1:] * move[1:]
+        v[-1] *= keep[-1]
+        # served after `jumps` jumps or fewer, weighted by P(N(t) = jumps)
         total += pmf[jumps] * served
         if jumps > mean and pmf[jumps] < 1e-18:
             break

@@ -30,6 +30,7 @@ class Totals:
     answered_known: I64  # answered with known wait
     wait_sum: F64  # sum of known waits of answered calls
     handle_sum: F64  # sum of talk + hold + wrap of ended calls
+    exposure_sum: F64  # sum of known waits of every call that left the queue
 
     def __add__(self, other: Totals) -> Totals:
         return Totals(
@@ -39,6 +40,7 @@ class Totals:
             self.answered_known + other.answered_known,
             self.wait_sum + other.wait_sum,
             self.handle_sum + other.handle_sum,
+            self.exposure_sum + other.exposure_sum,
         )
 
 
@@ -135,6 +137,7 @@ class EventLog:
             within = answered & (w <= sl_threshold[q])
             short = (k == ABANDONED) & (w <= short_abandon[q])
         ended = k == ENDED
+        left = (k != QUEUED) & (k != ENDED) & ~np.isnan(w)
         return Totals(
             counts=counts.astype(np.int64),
             within_target=np.bincount(q[within], minlength=queues).astype(np.int64),
@@ -144,11 +147,8 @@ class EventLog:
             handle_sum=np.bincount(
                 q[ended], weights=self.handle[lo:hi][ended], minlength=queues
             ).astype(np.float64),
+            exposure_sum=np.bincount(q[left], weights=w[left], minlength=queues).astype(np.float64),
         )
-
-    def count_kind(self, lo: int, hi: int, queue: int, kind: int) -> int:
-        """How many events of `kind` for one queue lie in positions [lo, hi)."""
-        return int(np.count_nonzero((self.queue[lo:hi] == queue) & (self.kind[lo:hi] == kind)))
 
     def _reserve(self, extra: int) -> None:
         live = self.end - self.start

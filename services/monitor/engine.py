@@ -23,6 +23,7 @@ from services.monitor.columns import (
     EventLog,
     Totals,
 )
+from shared.erlang import estimate_patience
 from shared.events import (
     AgentEvent,
     AgentSkillsChanged,
@@ -99,6 +100,7 @@ class QueueStats:
     surge_arrivals: int  # arrivals in (now - surge_window_s, now]
     baseline_arrivals: int | None  # arrivals in the hour before, None until observed
     settings: QueueSettings
+    patience_s: float | None = None  # primary window: time spent waiting per abandonment
 
 
 @dataclass
@@ -280,6 +282,7 @@ class Engine:
                 surge_arrivals=surge[i],
                 baseline_arrivals=baseline[i] if covered else None,
                 settings=s,
+                patience_s=_patience(by_window[s.primary_window_s], i),
             )
         return out
 
@@ -361,6 +364,11 @@ class Engine:
         for q in range(len(self.queue_ids)):
             self._open[q] = {c: e for c, e in self._open[q].items() if e.queued_ts > cutoff}
             self._closed_early[q] = {c: t for c, t in self._closed_early[q].items() if t > cutoff}
+
+
+def _patience(t: Totals, i: int) -> float | None:
+    """Exponential patience: total time callers waited over the number who gave up."""
+    return estimate_patience(int(t.counts[i][ABANDONED]), float(t.exposure_sum[i]))
 
 
 def _metrics(t: Totals, i: int, waiting_over_target: int) -> WindowMetrics:
