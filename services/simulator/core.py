@@ -257,9 +257,14 @@ class Simulator:
         )
         agent.state, agent.reason = "busy", None
         self._emit_state(agent)
-        talk = self._lognormal(spec.talk_s)
-        hold = self._lognormal(spec.hold_s) if spec.hold_s else 0.0
+        talk = self._duration(spec, spec.talk_s)
+        hold = self._duration(spec, spec.hold_s) if spec.hold_s else 0.0
         self._at(self.now + talk + hold, "talk_end", (agent, call, talk, hold))
+
+    def _duration(self, spec: QueueSpec, mean: float) -> float:
+        if spec.handle == "exponential":
+            return self.rng.expovariate(1.0 / mean)
+        return self._lognormal(mean)
 
     def _lognormal(self, mean: float, sigma: float = 0.6) -> float:
         mu = math.log(mean) - sigma * sigma / 2

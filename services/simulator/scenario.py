@@ -42,6 +42,7 @@ class QueueSpec(BaseModel):
     short_abandon_share: Annotated[float, Field(ge=0, le=1)] = 0.03
     callback_accept: Annotated[float, Field(ge=0, le=1)] = 0.6
     overflow_to: str | None = None
+    handle: Literal["lognormal", "exponential"] = "lognormal"
 
     @property
     def aht_s(self) -> float:
