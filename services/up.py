@@ -94,6 +94,9 @@ def run_stack(
     env = dict(os.environ)
     env.setdefault("FLOORWATCH_INGEST_TOKENS", f"sim:{secrets.token_urlsafe(16)}")
     env.setdefault("FLOORWATCH_API_TOKENS", f"dev:admin:{secrets.token_urlsafe(16)}")
+    tokens = [t.split(":", 1)[0] for t in env["FLOORWATCH_INGEST_TOKENS"].split(",")]
+    if simulator and "sim" not in tokens:  # the simulator posts as a telephony system "sim"
+        env["FLOORWATCH_INGEST_TOKENS"] += f",sim:{secrets.token_urlsafe(16)}"
     env["FLOORWATCH_INGEST_PORT"] = str(ingest_port)
     env["FLOORWATCH_API_PORT"] = str(api_port)
     env["FLOORWATCH_DISPATCH_MODE"] = dispatch
@@ -115,7 +118,17 @@ def run_stack(
         env["FLOORWATCH_MONITOR_PORT"] = str(monitor_port)
         stack.start(Service("monitor", "services.monitor", monitor_port))
         stack.start(Service("api", "services.api", api_port))
+        dispatcher_port = free_port()
+        env["FLOORWATCH_DISPATCHER_PORT"] = str(dispatcher_port)
+        stack.start(Service("dispatcher", "services.dispatcher", dispatcher_port))
         stack.wait_ready()
+        if simulator:
+            sim_port = free_port()
+            env["FLOORWATCH_SIM_PORT"] = str(sim_port)
+            env["FLOORWATCH_INGEST_URL"] = f"http://127.0.0.1:{ingest_port}"
+            env["FLOORWATCH_API_URL"] = f"http://127.0.0.1:{api_port}"
+            stack.start(Service("simulator", "services.simulator", sim_port))
+            stack.wait_ready()
         admin_secret = env["FLOORWATCH_API_TOKENS"].split(",")[0].split(":", 2)[2]
         print(f"wall board  http://127.0.0.1:{api_port}/?token={admin_secret}", flush=True)
         print(f"api docs    http://127.0.0.1:{api_port}/docs", flush=True)

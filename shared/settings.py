@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -19,6 +21,9 @@ class CommonSettings(BaseSettings):
     topic_partitions: int = Field(3, ge=1, description="partitions of topics floorwatch creates")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL")
     log_level: str = Field("INFO", description="logging level")
+    dispatch_mode: Literal["auto", "approve"] = Field(
+        "auto", description="the dispatcher's mode for queues whose settings do not name one"
+    )
 
     def topic(self, name: str) -> str:
         """The full name of a topic, e.g. `events` -> `floorwatch.events`."""

@@ -58,6 +58,11 @@ class Keys:
         return f"{self.prefix}actions"
 
 
+def text(value: bytes | str) -> str:
+    """A Redis key or value as text, whether the client decodes or not."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
 async def redis_reachable(client: aioredis.Redis, timeout_s: float = 2.0) -> bool:
     """True when Redis answers PING within the bound."""
     try:

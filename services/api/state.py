@@ -48,7 +48,7 @@ class ApiState:
     async def queue_settings(self, queue_id: str) -> QueueSettings:
         raw = await self.redis.hget(self.keys.queue_settings, queue_id)
         if raw is None:
-            return DEFAULT_QUEUE_SETTINGS
+            return DEFAULT_QUEUE_SETTINGS.model_copy(update={"mode": self.settings.dispatch_mode})
         return QueueSettings.model_validate_json(raw)
 
     async def publish(self, topic: str, key: str, body: dict[str, Any]) -> None:

@@ -26,14 +26,10 @@ from shared.events import InvalidEvent, decode_event
 from shared.forecast import Forecast
 from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
 from shared.queue_settings import QueueSettings
-from shared.store import Keys
+from shared.store import Keys, text
 from shared.timefmt import whole_ms
 
 log = logging.getLogger(__name__)
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class MonitorMetrics:
@@ -141,15 +137,15 @@ class MonitorShell:
         settings: dict[str, QueueSettings] = {}
         for queue_id, value in raw_settings.items():
             try:
-                settings[_text(queue_id)] = QueueSettings.model_validate_json(value)
+                settings[text(queue_id)] = QueueSettings.model_validate_json(value)
             except ValidationError:
-                log.warning("invalid settings in redis", extra={"queue_id": _text(queue_id)})
+                log.warning("invalid settings in redis", extra={"queue_id": text(queue_id)})
         forecasts: dict[str, Forecast] = {}
         for queue_id, value in raw_forecasts.items():
             try:
-                forecasts[_text(queue_id)] = Forecast.model_validate_json(value)
+                forecasts[text(queue_id)] = Forecast.model_validate_json(value)
             except ValidationError:
-                log.warning("invalid forecast in redis", extra={"queue_id": _text(queue_id)})
+                log.warning("invalid forecast in redis", extra={"queue_id": text(queue_id)})
         self.monitor.settings.clear()
         self.monitor.settings.update(settings)
         self.monitor.forecasts.clear()
@@ -158,7 +154,7 @@ class MonitorShell:
     async def load_alert_states(self) -> None:
         raw = await self.redis.hgetall(self.keys.alert_states)
         for queue_id, value in raw.items():
-            self.monitor.states[_text(queue_id)] = QueueAlertState.from_json(orjson.loads(value))
+            self.monitor.states[text(queue_id)] = QueueAlertState.from_json(orjson.loads(value))
 
     async def consume(self, consumer: AIOKafkaConsumer, commit: bool) -> None:
         """Feed records to the engine until cancelled; bad ones go to the DLQ."""

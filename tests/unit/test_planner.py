@@ -83,7 +83,7 @@ STATS = {
 
 
 def commands(changes: list[Any]) -> list[tuple[str, ...]]:
-    out = []
+    out: list[tuple[str, ...]] = []
     for change in changes:
         for c in change.commands:
             out.append(
