@@ -1,32 +1,15 @@
-"""The real local broker and Redis, started once per test session on free ports."""
+"""Helpers for tests that run services in-process against the real broker and Redis."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
-import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from shared.localstack import LocalStack, free_port
-
-
-@pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    local = LocalStack().start()
-    try:
-        yield local
-    finally:
-        local.stop()
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A topic and key prefix of its own for each test, so tests never see each other."""
-    return f"t{uuid.uuid4().hex[:10]}."
+from shared.localstack import free_port
 
 
 @contextlib.asynccontextmanager

@@ -138,6 +138,6 @@ async def test_approve_mode_holds_commands_until_a_lead_approves(
         finally:
             await producer.stop()
         assert await commands(stack, prefix, 1) == [("agent.reassign", "s1", "s1")]
-    stored = orjson.loads(await redis.hget(f"{prefix}actions", chosen["action_id"]) or b"{}")
+    stored = orjson.loads(await redis.hget(f"{prefix}actions", str(chosen["action_id"])) or b"{}")
     assert [h["state"] for h in stored["history"]] == ["proposed", "approved", "sent"]
     assert stored["history"][1]["by"] == "lead-ann"
