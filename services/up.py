@@ -121,6 +121,9 @@ def run_stack(
         dispatcher_port = free_port()
         env["FLOORWATCH_DISPATCHER_PORT"] = str(dispatcher_port)
         stack.start(Service("dispatcher", "services.dispatcher", dispatcher_port))
+        notify_port = free_port()
+        env["FLOORWATCH_NOTIFY_PORT"] = str(notify_port)
+        stack.start(Service("notify", "services.notify", notify_port))
         stack.wait_ready()
         if simulator:
             sim_port = free_port()

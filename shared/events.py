@@ -196,6 +196,10 @@ def parse_event(raw: object) -> CallEvent | AgentEvent:
 def decode_event(data: bytes | str) -> CallEvent | AgentEvent:
     """Decode and validate one JSON-encoded event, or raise InvalidEvent."""
     try:
+        return EVENT_ADAPTER.validate_json(data)  # the fast path: one pass in pydantic-core
+    except ValidationError:
+        pass  # decode again to say what is wrong, field by field
+    try:
         raw = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent([f"not JSON: {exc}"]) from None

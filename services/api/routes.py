@@ -12,6 +12,8 @@ from pydantic import ValidationError
 
 from services.api.auth import Principal
 from services.api.state import ApiState
+from services.notify.rules import NotifyConfig
+from services.notify.service import notify_keys
 from shared.alerts import apply_change
 from shared.erlang import agents_for_target, erlang_a, erlang_c
 from shared.forecast import Forecast
@@ -190,6 +192,37 @@ async def put_settings(
         raise ApiError(422, "invalid settings", _rules(exc)) from None
     await api.redis.hset(api.keys.queue_settings, queue_id, updated.model_dump_json())
     return json_response(updated.model_dump())
+
+
+@router.get("/notifications", summary="Pushes to on-call leads, newest first, with status")
+async def list_notifications(_: Viewer, api: State) -> JsonResponse:
+    _config, _state, log_key = notify_keys(api.keys)
+    records = [orjson.loads(v) for v in (await api.redis.hgetall(log_key)).values()]
+    records.sort(
+        key=lambda r: (str(r.get("created_at")), str(r["push"]["delivery_id"])), reverse=True
+    )
+    return json_response({"notifications": records})
+
+
+@router.get("/notify/config", summary="Alert routing, rota and channels (admin)")
+async def get_notify_config(_: Admin, api: State) -> JsonResponse:
+    config_key, _state, _log = notify_keys(api.keys)
+    raw = await api.redis.get(config_key)
+    config = NotifyConfig.model_validate_json(raw) if raw else NotifyConfig()
+    return json_response(config.model_dump(mode="json"))
+
+
+@router.put("/notify/config", summary="Set alert routing, rota and channels (admin)")
+async def put_notify_config(
+    _: Admin, api: State, body: Annotated[dict[str, Any], Body()]
+) -> JsonResponse:
+    try:
+        config = NotifyConfig.model_validate(body)
+    except ValidationError as exc:
+        raise ApiError(422, "invalid notify config", _rules(exc)) from None
+    config_key, _state, _log = notify_keys(api.keys)
+    await api.redis.set(config_key, config.model_dump_json())
+    return json_response(config.model_dump(mode="json"))
 
 
 @router.get("/staffing", summary="Erlang C and Erlang A for a load and a number of agents")

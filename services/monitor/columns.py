@@ -73,11 +73,10 @@ class EventLog:
     def set_wait(self, ts: float, seq: int, wait: float) -> None:
         """Fill in the wait of an event once its `call.queued` has arrived."""
         if self._pending and seq >= self._pending[0][5]:
-            for i in range(len(self._pending) - 1, -1, -1):
-                row = self._pending[i]
-                if row[5] == seq:
-                    self._pending[i] = (row[0], row[1], row[2], wait, row[4], seq)
-                    return
+            i = seq - self._pending[0][5]  # buffered rows carry consecutive sequence numbers
+            row = self._pending[i]
+            self._pending[i] = (row[0], row[1], row[2], wait, row[4], seq)
+            return
         lo = int(np.searchsorted(self.ts[self.start : self.end], ts, "left")) + self.start
         while lo < self.end and self.ts[lo] == ts:
             if self.seq[lo] == seq:
