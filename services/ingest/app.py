@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import parse_qsl
 
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
@@ -16,6 +17,7 @@ from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.exceptions import RedisError
 
+from services.ingest.adapters import asterisk_lines, taskrouter_event, twilio_signature
 from services.ingest.batch import Batch, RequestError, split_body, validate_items
 from services.ingest.settings import IngestSettings
 from shared.events import AgentEvent, CallEvent, encode_event, event_key, is_agent_event
@@ -189,6 +191,44 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             return json_response({"error": exc.message}, exc.status)
         return await accept(holder["ingest"], items, source)
 
+    @app.post("/v1/adapters/asterisk/queue_log", status_code=202)
+    async def post_queue_log(request: Request) -> JsonResponse:
+        """Lines of Asterisk's queue_log (text); same answers as `/v1/events`, by line."""
+        source = source_of(request)
+        if source is None:
+            return json_response({"error": "missing or wrong bearer token"}, 401)
+        try:
+            body = await read_body(request, settings.ingest_max_body_bytes)
+            text = body.decode("utf-8")
+        except RequestError as exc:
+            return json_response({"error": exc.message}, exc.status)
+        except UnicodeDecodeError:
+            return json_response({"error": "body is not UTF-8 text"}, 400)
+        lines: list[object] = list(asterisk_lines(text))
+        if len(lines) > settings.ingest_max_events:
+            limit = settings.ingest_max_events
+            return json_response(
+                {"error": f"{len(lines)} lines in one request; at most {limit}"}, 413
+            )
+        return await accept(holder["ingest"], lines, source)
+
+    @app.post("/v1/adapters/twilio/taskrouter", status_code=202)
+    async def post_taskrouter(request: Request) -> JsonResponse:
+        """A TaskRouter event callback (form fields), checked with X-Twilio-Signature."""
+        if not settings.twilio_auth_token:
+            return json_response({"error": "the Twilio adapter is off (no auth token set)"}, 404)
+        try:
+            body = await read_body(request, settings.ingest_max_body_bytes)
+        except RequestError as exc:
+            return json_response({"error": exc.message}, exc.status)
+        params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        url = settings.twilio_callback_url or str(request.url)
+        expected = twilio_signature(settings.twilio_auth_token, url, params)
+        given = request.headers.get("x-twilio-signature", "")
+        if not hmac.compare_digest(expected, given):
+            return json_response({"error": "missing or wrong X-Twilio-Signature"}, 401)
+        return await accept(holder["ingest"], [taskrouter_event(params)], "twilio")
+
     return app
 
 
@@ -238,5 +278,6 @@ async def accept(ingest: Ingest, items: list[object], source: str) -> JsonRespon
         "duplicates": duplicates,
         "rejected": [r.as_json() for r in batch.rejected],
     }
-    status = 202 if fresh or duplicates else 422
+    # 422 only when something was wrong and nothing got through; an empty batch is no error
+    status = 422 if batch.rejected and not fresh and not duplicates else 202
     return json_response(body, status)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
+from services.ingest.adapters import AdapterError
 from shared.events import AgentEvent, CallEvent, InvalidEvent, parse_event
 
 
@@ -55,6 +56,11 @@ def validate_items(items: list[object], source: str) -> Batch:
     batch = Batch()
     seen: set[tuple[str | None, str]] = set()
     for index, item in enumerate(items):
+        if item is None:  # a vendor event with nothing to count
+            continue
+        if isinstance(item, AdapterError):
+            batch.rejected.append(Rejection(index, None, [item.message]))
+            continue
         event_id = None
         if isinstance(item, dict):
             candidate = item.get("event_id")

@@ -23,6 +23,11 @@ class IngestSettings(CommonSettings):
         2 * 3600, ge=1, description="how long an event_id is remembered (>= longest window)"
     )
 
+    twilio_auth_token: str = Field("", description="checks X-Twilio-Signature; empty: adapter off")
+    twilio_callback_url: str = Field(
+        "", description="the callback URL as Twilio calls it (behind a proxy); default: as received"
+    )
+
     @field_validator("ingest_tokens")
     @classmethod
     def _tokens_parse(cls, v: str) -> str:

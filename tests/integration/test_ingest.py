@@ -280,3 +280,78 @@ async def test_broker_outage_is_503_then_every_event_lands_once(
             assert sorted(str(v["event_id"]) for _, v in records) == ["e3", "e4"]
     finally:
         broker.stop()
+
+
+QUEUE_LOG = """1762891200|1762891190.12|billing|NONE|ENTERQUEUE||0421555111|1
+1762891212|1762891190.12|billing|PJSIP/agent7|CONNECT|12|1762891212.3|4
+1762891215|1762891191.40|billing|NONE|ABANDON|2|2|25
+1762891400|1762891190.12|billing|PJSIP/agent7|COMPLETECALLER|12|188|1
+1762891401|NONE|NONE|NONE|QUEUESTART|
+1762891402|NONE|billing|PJSIP/agent7|PAUSE|lunch
+not a queue log line
+1762891403|1762891191.41|billing|NONE|ABANDON|2|2|soon
+"""
+
+
+async def test_asterisk_queue_log_lines_become_events(
+    ingest: httpx.AsyncClient, stack: LocalStack, prefix: str
+) -> None:
+    r = await ingest.post("/v1/adapters/asterisk/queue_log", content=QUEUE_LOG, headers=AUTH)
+    assert r.status_code == 202
+    assert r.json() == {
+        "accepted": 5,
+        "duplicates": 0,
+        "rejected": [
+            {
+                "index": 6,
+                "event_id": None,
+                "errors": ["expected epoch|callid|queue|agent|event|data... (at least 5 fields)"],
+            },
+            {"index": 7, "event_id": None, "errors": ["ABANDON: waittime 'soon' is not a number"]},
+        ],
+    }
+    calls = await read_topic(stack.bootstrap, prefix + "events", 4)
+    got = sorted((v["type"], v.get("wait_s"), v.get("talk_s"), v.get("agent_id")) for _, v in calls)
+    assert got == [
+        ("call.abandoned", 25.0, None, None),
+        ("call.answered", 12.0, None, "agent7"),
+        ("call.ended", None, 188.0, "agent7"),
+        ("call.queued", None, None, None),
+    ]
+    agents = await read_topic(stack.bootstrap, prefix + "agents", 1)
+    assert [(v["agent_id"], v["state"], v["reason"], v["ts"]) for _, v in agents] == [
+        ("agent7", "not_ready", "lunch", "2025-11-11T20:03:22Z")
+    ]
+    again = await ingest.post("/v1/adapters/asterisk/queue_log", content=QUEUE_LOG, headers=AUTH)
+    assert again.json()["duplicates"] == 5
+
+
+async def test_twilio_taskrouter_callbacks_are_signed(stack: LocalStack, prefix: str) -> None:
+    from services.ingest.adapters import twilio_signature
+
+    settings = settings_for(stack.bootstrap, stack.redis_url, prefix).model_copy(
+        update={"twilio_auth_token": "tw-token", "twilio_callback_url": "https://cc.example/tr"}
+    )
+    form = {"EventType": "reservation.accepted", "Sid": "EV1", "Timestamp": "1762891212", "TaskSid": "WT1",
+            "TaskQueueName": "billing", "WorkerName": "ann", "TaskAge": "14"}  # fmt: skip
+    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+        bad = await client.post(
+            "/v1/adapters/twilio/taskrouter", data=form, headers={"X-Twilio-Signature": "nope"}
+        )
+        assert (bad.status_code, bad.json()) == (
+            401,
+            {"error": "missing or wrong X-Twilio-Signature"},
+        )
+        signature = twilio_signature("tw-token", "https://cc.example/tr", form)
+        ok = await client.post(
+            "/v1/adapters/twilio/taskrouter", data=form, headers={"X-Twilio-Signature": signature}
+        )
+        assert (ok.status_code, ok.json()) == (
+            202,
+            {"accepted": 1, "duplicates": 0, "rejected": []},
+        )
+    (record,) = await read_topic(stack.bootstrap, prefix + "events", 1)
+    assert record[1] == {
+        "event_id": "tr:EV1", "type": "call.answered", "ts": "2025-11-11T20:00:12Z", "call_id": "WT1",
+        "queue_id": "billing", "agent_id": "ann", "wait_s": 14.0, "source": "twilio",
+    }  # fmt: skip
