@@ -208,7 +208,7 @@ def decode_event(data: bytes | str) -> CallEvent | AgentEvent:
 
 def encode_event(event: CallEvent | AgentEvent) -> bytes:
     """The canonical JSON form of an event (extra fields included)."""
-    return orjson.dumps(event.model_dump(mode="json", exclude_none=True))
+    return event.model_dump_json(exclude_none=True).encode()
 
 
 def event_key(event: CallEvent | AgentEvent) -> str:

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from services.ingest.adapters import asterisk_lines, taskrouter_event, twilio_signature
 from services.ingest.batch import Batch, RequestError, split_body, validate_items
 from services.ingest.settings import IngestSettings
-from shared.events import AgentEvent, CallEvent, encode_event, event_key, is_agent_event
+from shared.events import encode_event, event_key, is_agent_event
 from shared.http import JsonResponse, bearer_token, health_router, json_response
 from shared.kafka import BrokerUnavailable, broker_reachable, ensure_topics, new_producer, send_all
 from shared.store import Keys, new_redis, redis_reachable
@@ -86,31 +86,34 @@ class Ingest:
         if producer is not None:
             await _close_quietly(producer)
 
-    async def known(self, batch: Batch) -> set[int]:
-        """Indexes of events already acknowledged earlier (Redis), empty when Redis is down."""
+    async def claim(self, batch: Batch) -> tuple[set[int], list[str]]:
+        """Mark the batch's ids as seen (SET NX, one round trip): the indexes seen before,
+        and the keys this call claimed, to give back with `release` if Kafka says no.
+        Empty when Redis is down: duplicates are then left to the monitor's dedup."""
         if not batch.events:
-            return set()
+            return set(), []
         keys = [self.keys.dedup(e.source or "", e.event_id) for _, e in batch.events]
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            for key in keys:
-                pipe.exists(key)
-            found = await pipe.execute()
-        except (RedisError, OSError):
-            log.warning("redis unreachable: duplicates are left to the monitor's dedup")
-            return set()
-        return {index for (index, _), hit in zip(batch.events, found, strict=True) if hit}
-
-    async def remember(self, events: list[tuple[int, CallEvent | AgentEvent]]) -> None:
-        """Mark acknowledged events as seen, for `ingest_dedup_ttl_s`."""
         ttl = self.settings.ingest_dedup_ttl_s
         try:
             pipe = self.redis.pipeline(transaction=False)
-            for _, e in events:
-                pipe.set(self.keys.dedup(e.source or "", e.event_id), b"1", ex=ttl)
-            await pipe.execute()
+            for key in keys:
+                pipe.set(key, b"1", nx=True, ex=ttl)
+            claimed = await pipe.execute()
         except (RedisError, OSError):
-            log.warning("redis unreachable: accepted events not remembered for dedup")
+            log.warning("redis unreachable: duplicates are left to the monitor's dedup")
+            return set(), []
+        seen = {index for (index, _), new in zip(batch.events, claimed, strict=True) if not new}
+        mine = [key for key, new in zip(keys, claimed, strict=True) if new]
+        return seen, mine
+
+    async def release(self, keys: list[str]) -> None:
+        """Forget ids claimed for events Kafka did not acknowledge: a retry is not a repeat."""
+        if not keys:
+            return
+        try:
+            await self.redis.delete(*keys)
+        except (RedisError, OSError):
+            log.warning("redis unreachable: a retried batch may be reported as duplicates")
 
 
 async def _close_quietly(producer: AIOKafkaProducer) -> None:
@@ -237,7 +240,7 @@ async def accept(ingest: Ingest, items: list[object], source: str) -> JsonRespon
     settings, metrics = ingest.settings, ingest.metrics
     metrics.batch_size.observe(len(items))
     batch = validate_items(items, source)
-    known = await ingest.known(batch)
+    known, claimed = await ingest.claim(batch)
     fresh = [(i, e) for i, e in batch.events if i not in known]
     duplicates = len(known) + batch.repeats
     if fresh:
@@ -255,6 +258,7 @@ async def accept(ingest: Ingest, items: list[object], source: str) -> JsonRespon
             producer = await ingest.get_producer()
             await send_all(producer, records, settings.ingest_produce_timeout_s)
         except BrokerUnavailable as exc:
+            await ingest.release(claimed)
             await ingest.drop_producer()
             log.warning("broker unavailable", extra={"source": source, "events": len(records)})
             return json_response(
@@ -263,7 +267,6 @@ async def accept(ingest: Ingest, items: list[object], source: str) -> JsonRespon
                 headers={"Retry-After": str(settings.ingest_retry_after_s)},
             )
         metrics.produce_seconds.observe(time.perf_counter() - started)
-        await ingest.remember(fresh)
     for _, e in fresh:
         metrics.events.labels(source, e.type, "accepted").inc()
     for i, e in batch.events:

@@ -32,6 +32,18 @@ class Totals:
     handle_sum: F64  # sum of talk + hold + wrap of ended calls
     exposure_sum: F64  # sum of known waits of every call that left the queue
 
+    def rows(self) -> TotalsRows:
+        """The same sums as plain Python lists: per-queue reads without numpy scalars."""
+        return TotalsRows(
+            self.counts.tolist(),
+            self.within_target.tolist(),
+            self.short_abandoned.tolist(),
+            self.answered_known.tolist(),
+            self.wait_sum.tolist(),
+            self.handle_sum.tolist(),
+            self.exposure_sum.tolist(),
+        )
+
     def __add__(self, other: Totals) -> Totals:
         return Totals(
             self.counts + other.counts,
@@ -42,6 +54,17 @@ class Totals:
             self.handle_sum + other.handle_sum,
             self.exposure_sum + other.exposure_sum,
         )
+
+
+@dataclass(frozen=True)
+class TotalsRows:
+    counts: list[list[int]]
+    within_target: list[int]
+    short_abandoned: list[int]
+    answered_known: list[int]
+    wait_sum: list[float]
+    handle_sum: list[float]
+    exposure_sum: list[float]
 
 
 class EventLog:

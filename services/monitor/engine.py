@@ -22,6 +22,7 @@ from services.monitor.columns import (
     QUEUED,
     EventLog,
     Totals,
+    TotalsRows,
 )
 from shared.erlang import estimate_patience
 from shared.events import (
@@ -258,7 +259,7 @@ class Engine:
         sl = np.array([s.sl_threshold_s for s in settings], np.float64)
         short = np.array([s.short_abandon_s for s in settings], np.float64)
         spans = sorted({w for s in settings for w in s.windows_s})
-        by_window = self._window_totals(now, spans, nq, sl, short)
+        by_window = {w: t.rows() for w, t in self._window_totals(now, spans, nq, sl, short).items()}
         surge = self._arrivals_between(settings, now, lambda s: (now - s.surge_window_s, now))
         baseline = self._arrivals_between(
             settings,
@@ -366,32 +367,32 @@ class Engine:
             self._closed_early[q] = {c: t for c, t in self._closed_early[q].items() if t > cutoff}
 
 
-def _patience(t: Totals, i: int) -> float | None:
+def _patience(t: TotalsRows, i: int) -> float | None:
     """Exponential patience: total time callers waited over the number who gave up."""
-    return estimate_patience(int(t.counts[i][ABANDONED]), float(t.exposure_sum[i]))
+    return estimate_patience(t.counts[i][ABANDONED], t.exposure_sum[i])
 
 
-def _metrics(t: Totals, i: int, waiting_over_target: int) -> WindowMetrics:
+def _metrics(t: TotalsRows, i: int, waiting_over_target: int) -> WindowMetrics:
     counts = t.counts[i]
-    answered = int(counts[ANSWERED])
-    short = int(t.short_abandoned[i])
-    abandoned = int(counts[ABANDONED]) - short
+    answered = counts[ANSWERED]
+    short = t.short_abandoned[i]
+    abandoned = counts[ABANDONED] - short
     offered = answered + abandoned
-    within = int(t.within_target[i])
-    known = int(t.answered_known[i])
-    ended = int(counts[ENDED])
+    within = t.within_target[i]
+    known = t.answered_known[i]
+    ended = counts[ENDED]
     return WindowMetrics(
-        arrivals=int(counts[QUEUED]),
+        arrivals=counts[QUEUED],
         answered=answered,
         answered_within_target=within,
         short_abandoned=short,
         abandoned=abandoned,
-        callbacks=int(counts[CALLBACK]),
-        overflowed=int(counts[OVERFLOWED]),
+        callbacks=counts[CALLBACK],
+        overflowed=counts[OVERFLOWED],
         offered=offered,
         answer_rate=_ratio(within, offered),
         answer_rate_live=_ratio(within, offered + waiting_over_target),
         abandon_rate=_ratio(abandoned, offered),
-        asa_s=float(t.wait_sum[i]) / known if known else None,
-        aht_s=float(t.handle_sum[i]) / ended if ended else None,
+        asa_s=t.wait_sum[i] / known if known else None,
+        aht_s=t.handle_sum[i] / ended if ended else None,
     )
