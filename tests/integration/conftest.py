@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 import uvicorn
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
-from shared.localstack import free_port
+from shared.events import encode_event, event_key, is_agent_event, parse_event
+from shared.localstack import LocalStack, free_port
 
 
 @contextlib.asynccontextmanager
@@ -28,3 +31,16 @@ async def serve(app: FastAPI) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+async def produce_events(stack: LocalStack, prefix: str, raws: list[dict[str, Any]]) -> None:
+    """Write raw events to their topics as ingest would (validated, keyed)."""
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+    await producer.start()
+    try:
+        for raw in raws:
+            e = parse_event(raw)
+            topic = prefix + ("agents" if is_agent_event(e) else "events")
+            await producer.send_and_wait(topic, encode_event(e), key=event_key(e).encode())
+    finally:
+        await producer.stop()

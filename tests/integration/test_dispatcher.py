@@ -16,9 +16,9 @@ from aiokafka import AIOKafkaProducer
 from services.dispatcher.app import create_app
 from services.dispatcher.settings import DispatcherSettings
 from services.monitor.tiers import QueueAlertState
-from shared.events import encode_event, event_key, is_agent_event, parse_event
 from shared.kafka import ensure_topics
 from shared.localstack import LocalStack
+from tests.integration.conftest import produce_events as produce
 from tests.integration.conftest import serve
 from tests.integration.test_ingest import read_topic
 
@@ -55,18 +55,6 @@ def floor() -> list[dict[str, Any]]:
     for i in range(5):
         add("call.ended", call_id=f"old{i}", queue_id="billing", agent_id="b0", talk_s=200.0)
     return out
-
-
-async def produce(stack: LocalStack, prefix: str, raws: list[dict[str, Any]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
-    await producer.start()
-    try:
-        for raw in raws:
-            e = parse_event(raw)
-            topic = prefix + ("agents" if is_agent_event(e) else "events")
-            await producer.send_and_wait(topic, encode_event(e), key=event_key(e).encode())
-    finally:
-        await producer.stop()
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ from aiokafka import AIOKafkaProducer
 from services.monitor.app import create_app
 from services.monitor.replay import replay
 from services.monitor.settings import MonitorSettings
-from shared.events import encode_event, event_key, is_agent_event, parse_event
 from shared.kafka import ensure_topics
 from shared.localstack import LocalStack
 from shared.timefmt import parse_ts
+from tests.integration.conftest import produce_events as produce
 from tests.integration.conftest import serve
 from tests.integration.test_ingest import read_topic
 
@@ -68,18 +68,6 @@ def trace(n: int, start: int = 0) -> list[dict[str, object]]:
         }
     )
     return out
-
-
-async def produce(stack: LocalStack, prefix: str, raws: list[dict[str, object]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
-    await producer.start()
-    try:
-        for raw in raws:
-            e = parse_event(raw)
-            topic = prefix + ("agents" if is_agent_event(e) else "events")
-            await producer.send_and_wait(topic, encode_event(e), key=event_key(e).encode())
-    finally:
-        await producer.stop()
 
 
 async def wait_for(
