@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request, Response
+import redis.asyncio as aioredis
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from shared.kafka import broker_reachable
+from shared.logs import setup_logging
+from shared.settings import CommonSettings
+from shared.store import redis_reachable
 
 
 class JsonResponse(Response):
@@ -55,3 +63,15 @@ def health_router(
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     return router
+
+
+async def stack_ready(settings: CommonSettings, client: aioredis.Redis) -> dict[str, bool]:
+    """The checks every service's `/readyz` starts from: its broker and its Redis."""
+    broker, cache = await asyncio.gather(broker_reachable(settings), redis_reachable(client))
+    return {"broker": broker, "redis": cache}
+
+
+def serve_forever(app: FastAPI, settings: CommonSettings, host: str, port: int) -> None:
+    """Run a service's app with uvicorn and JSON logs (a service's `__main__`)."""
+    setup_logging(settings.log_level)
+    uvicorn.run(app, host=host, port=port, log_config=None)

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.api.app import create_app
 from services.api.settings import ApiSettings
-from shared.logs import setup_logging
+from shared.http import serve_forever
 
 
 def main() -> None:
     settings = ApiSettings()
-    setup_logging(settings.log_level)
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.api_host, port=settings.api_port, log_config=None)
+    serve_forever(create_app(settings), settings, settings.api_host, settings.api_port)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,9 +15,9 @@ from services.api.auth import AuthError, Tokens
 from services.api.fanout import Fanout, follow
 from services.api.settings import ApiSettings
 from services.api.state import ApiState
-from shared.http import JsonResponse, health_router, json_response
-from shared.kafka import broker_reachable, ensure_topics, new_consumer, new_producer
-from shared.store import Keys, new_redis, redis_reachable
+from shared.http import JsonResponse, health_router, json_response, stack_ready
+from shared.kafka import ensure_topics, new_consumer, new_producer
+from shared.store import Keys, new_redis
 from shared.tasks import cancel_all, supervised
 
 log = logging.getLogger(__name__)
@@ -93,8 +92,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     async def ready() -> dict[str, bool]:
         api: ApiState = app.state.api
-        broker, cache = await asyncio.gather(broker_reachable(settings), redis_reachable(api.redis))
-        return {"broker": broker, "redis": cache}
+        return await stack_ready(settings, api.redis)
 
     app.include_router(health_router(registry, ready))
     app.include_router(routes.router)

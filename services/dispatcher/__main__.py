@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.dispatcher.app import create_app
 from services.dispatcher.settings import DispatcherSettings
-from shared.logs import setup_logging
+from shared.http import serve_forever
 
 
 def main() -> None:
     settings = DispatcherSettings()
-    setup_logging(settings.log_level)
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.dispatcher_host, port=settings.dispatcher_port, log_config=None)
+    serve_forever(
+        create_app(settings), settings, settings.dispatcher_host, settings.dispatcher_port
+    )
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,9 +10,9 @@ from prometheus_client import CollectorRegistry
 
 from services.dispatcher.service import DispatcherShell, tick_forever
 from services.dispatcher.settings import DispatcherSettings
-from shared.http import health_router
-from shared.kafka import broker_reachable, ensure_topics
-from shared.store import new_redis, redis_reachable
+from shared.http import health_router, stack_ready
+from shared.kafka import ensure_topics
+from shared.store import new_redis
 from shared.tasks import cancel_all, supervised
 
 
@@ -46,10 +45,7 @@ def create_app(settings: DispatcherSettings | None = None) -> FastAPI:
 
     async def ready() -> dict[str, bool]:
         shell = holder["shell"]
-        broker, cache = await asyncio.gather(
-            broker_reachable(settings), redis_reachable(shell.redis)
-        )
-        return {"broker": broker, "redis": cache, "caught_up": shell.caught_up}
+        return {**await stack_ready(settings, shell.redis), "caught_up": shell.caught_up}
 
     app.include_router(health_router(registry, ready))
     return app

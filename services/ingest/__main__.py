@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
-from shared.logs import setup_logging
+from shared.http import serve_forever
 
 
 def main() -> None:
     settings = IngestSettings()
-    setup_logging(settings.log_level)
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.ingest_host, port=settings.ingest_port, log_config=None)
+    serve_forever(create_app(settings), settings, settings.ingest_host, settings.ingest_port)
 
 
 if __name__ == "__main__":

@@ -21,9 +21,9 @@ from services.ingest.adapters import asterisk_lines, taskrouter_event, twilio_si
 from services.ingest.batch import Batch, RequestError, split_body, validate_items
 from services.ingest.settings import IngestSettings
 from shared.events import encode_event, event_key, is_agent_event
-from shared.http import JsonResponse, bearer_token, health_router, json_response
-from shared.kafka import BrokerUnavailable, broker_reachable, ensure_topics, new_producer, send_all
-from shared.store import Keys, new_redis, redis_reachable
+from shared.http import JsonResponse, bearer_token, health_router, json_response, stack_ready
+from shared.kafka import BrokerUnavailable, ensure_topics, new_producer, send_all
+from shared.store import Keys, new_redis
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +174,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     async def ready() -> dict[str, bool]:
         ingest = holder["ingest"]
-        broker, cache = await asyncio.gather(
-            broker_reachable(settings), redis_reachable(ingest.redis)
-        )
-        return {"broker": broker, "redis": cache}
+        return await stack_ready(settings, ingest.redis)
 
     app.include_router(health_router(registry, ready))
 

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.monitor.app import create_app
 from services.monitor.settings import MonitorSettings
-from shared.logs import setup_logging
+from shared.http import serve_forever
 
 
 def main() -> None:
     settings = MonitorSettings()
-    setup_logging(settings.log_level)
-    app = create_app(settings)
-    uvicorn.run(app, host=settings.monitor_host, port=settings.monitor_port, log_config=None)
+    serve_forever(create_app(settings), settings, settings.monitor_host, settings.monitor_port)
 
 
 if __name__ == "__main__":

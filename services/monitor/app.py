@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,9 +10,8 @@ from prometheus_client import CollectorRegistry
 
 from services.monitor.service import MonitorMetrics, MonitorShell, tick_forever
 from services.monitor.settings import MonitorSettings
-from shared.http import health_router
-from shared.kafka import broker_reachable
-from shared.store import new_redis, redis_reachable
+from shared.http import health_router, stack_ready
+from shared.store import new_redis
 from shared.tasks import cancel_all, supervised
 
 
@@ -31,10 +29,11 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
         holder["shell"] = shell
         app.state.shell = shell
         await shell.start()
-        assert shell.consumer is not None and shell.agents is not None  # noqa: S101  # started
+        assert shell.agents is not None  # noqa: S101  # started
+        shell.start_consuming()
         tasks = [
-            supervised("consume-events", shell.consume(shell.consumer, commit=True)),
             supervised("consume-agents", shell.consume(shell.agents, commit=False)),
+            supervised("watchdog", shell.watchdog()),
             supervised("tick", tick_forever(shell, settings.tick_s)),
         ]
         try:
@@ -48,10 +47,7 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
 
     async def ready() -> dict[str, bool]:
         shell = holder["shell"]
-        broker, cache = await asyncio.gather(
-            broker_reachable(settings), redis_reachable(shell.redis)
-        )
-        return {"broker": broker, "redis": cache, "ticking": shell.last_tick is not None}
+        return {**await stack_ready(settings, shell.redis), "ticking": shell.last_tick is not None}
 
     app.include_router(health_router(registry, ready))
     return app

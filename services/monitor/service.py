@@ -27,6 +27,7 @@ from shared.forecast import Forecast
 from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
 from shared.queue_settings import QueueSettings
 from shared.store import Keys, text
+from shared.tasks import cancel_all, supervised
 from shared.timefmt import whole_ms
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,17 @@ class MonitorMetrics:
         self.tier = Gauge(
             "floorwatch_queue_surge_tier", "surge tier", ["queue_id"], registry=registry
         )
+
+
+def stalled(
+    before: dict[TopicPartition, int] | None,
+    positions: dict[TopicPartition, int],
+    ends: dict[TopicPartition, int],
+) -> bool:
+    """True when no position moved since the last look although records are waiting."""
+    if before is None or before != positions:
+        return False
+    return any(ends.get(tp, 0) > position for tp, position in positions.items())
 
 
 class _Rewind(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
@@ -100,6 +112,7 @@ class MonitorShell:
     agents: AIOKafkaConsumer | None = None
     last_tick: TickOutput | None = None
     processed: int = 0
+    consume_task: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         self.monitor = Monitor(grace_s=self.settings.monitor_grace_s)
@@ -112,11 +125,7 @@ class MonitorShell:
         await self.load_alert_states()
         self.producer = new_producer(self.settings)
         await self.producer.start()
-        self.consumer = new_consumer(
-            self.settings, group_id=self.settings.monitor_group_id, max_poll_records=5000
-        )
-        self.consumer.subscribe([self.settings.topic("events")], listener=_Rewind(self))
-        await self.consumer.start()
+        await self.open_consumer()
         self.agents = new_consumer(self.settings, group_id=None, max_poll_records=5000)
         await self.agents.start()
         topic = self.settings.topic("agents")
@@ -125,7 +134,46 @@ class MonitorShell:
         self.agents.assign(tps)
         await self.agents.seek_to_beginning(*tps)
 
+    async def open_consumer(self) -> None:
+        """Join the monitors' group on the events topic; assignment rewinds (see _Rewind)."""
+        self.consumer = new_consumer(
+            self.settings, group_id=self.settings.monitor_group_id, max_poll_records=5000
+        )
+        self.consumer.subscribe([self.settings.topic("events")], listener=_Rewind(self))
+        await self.consumer.start()
+
+    def start_consuming(self) -> None:
+        assert self.consumer is not None  # noqa: S101  # opened first
+        self.consume_task = supervised("consume-events", self.consume(self.consumer, commit=True))
+
+    async def watchdog(self, every_s: float = 10.0, patience: int = 3) -> None:
+        """Recreate the events consumer when its position stops moving while lag is above
+        zero for `patience` looks in a row; the engine's dedup makes the re-read harmless."""
+        before: dict[TopicPartition, int] | None = None
+        strikes = 0
+        while True:
+            await asyncio.sleep(every_s)
+            consumer = self.consumer
+            parts = list(consumer.assignment()) if consumer is not None else []
+            if consumer is None or not parts:
+                before, strikes = None, 0
+                continue
+            ends = await consumer.end_offsets(parts)
+            positions = {tp: await consumer.position(tp) for tp in parts}
+            strikes = strikes + 1 if stalled(before, positions, ends) else 0
+            before = positions
+            if strikes >= patience:
+                log.warning("events consumer stalled with lag; recreating it")
+                if self.consume_task is not None:
+                    await cancel_all([self.consume_task])
+                await consumer.stop()
+                await self.open_consumer()
+                self.start_consuming()
+                before, strikes = None, 0
+
     async def stop(self) -> None:
+        if self.consume_task is not None:
+            await cancel_all([self.consume_task])
         for client in (self.agents, self.consumer, self.producer):
             if client is not None:
                 await client.stop()

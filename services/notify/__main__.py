@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.notify.service import NotifySettings, create_app
-from shared.logs import setup_logging
+from shared.http import serve_forever
 
 
 def main() -> None:
     settings = NotifySettings()
-    setup_logging(settings.log_level)
-    uvicorn.run(
-        create_app(settings), host=settings.notify_host, port=settings.notify_port, log_config=None
-    )
+    serve_forever(create_app(settings), settings, settings.notify_host, settings.notify_port)
 
 
 if __name__ == "__main__":

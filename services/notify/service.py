@@ -21,10 +21,10 @@ from pydantic import Field, ValidationError
 from services.notify.channels import build
 from services.notify.incidents import Notifier, Push
 from services.notify.rules import NotifyConfig
-from shared.http import health_router
-from shared.kafka import broker_reachable, dumps, ensure_topics, new_consumer
+from shared.http import health_router, stack_ready
+from shared.kafka import dumps, ensure_topics, new_consumer
 from shared.settings import CommonSettings
-from shared.store import Keys, new_redis, redis_reachable
+from shared.store import Keys, new_redis
 from shared.tasks import cancel_all, supervised
 from shared.timefmt import iso_ms, parse_ts
 
@@ -223,10 +223,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
 
     async def ready() -> dict[str, bool]:
         shell = holder["shell"]
-        broker, cache = await asyncio.gather(
-            broker_reachable(settings), redis_reachable(shell.redis)
-        )
-        return {"broker": broker, "redis": cache}
+        return await stack_ready(settings, shell.redis)
 
     app.include_router(health_router(registry, ready))
     return app

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import uvicorn
-
 from services.simulator.live import SimulatorSettings, create_app
-from shared.logs import setup_logging
+from shared.http import serve_forever
 
 
 def main() -> None:
     settings = SimulatorSettings()
-    setup_logging(settings.log_level)
-    uvicorn.run(
-        create_app(settings), host=settings.sim_host, port=settings.sim_port, log_config=None
-    )
+    serve_forever(create_app(settings), settings, settings.sim_host, settings.sim_port)
 
 
 if __name__ == "__main__":
