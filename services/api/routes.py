@@ -62,14 +62,47 @@ def _rules(exc: ValidationError) -> list[str]:
     return out
 
 
-@router.get("/queues", summary="Every queue's latest snapshot")
+SNAPSHOT_EXAMPLE = {
+    "queue_id": "billing",
+    "as_of": "2026-11-11T20:00:00.000Z",
+    "windows": {
+        "300": {
+            "arrivals": 50, "answered": 34, "answered_within_target": 13, "short_abandoned": 0,
+            "abandoned": 12, "callbacks": 5, "overflowed": 2, "offered": 46,
+            "answer_rate": 0.2826, "answer_rate_live": 0.26, "abandon_rate": 0.2609,
+            "asa_s": 53.3, "aht_s": 204.5,
+        }
+    },
+    "waiting": 6,
+    "waiting_over_target": 4,
+    "longest_wait_s": 87.8,
+    "agents": {"available": 1, "busy": 5, "wrap_up": 2, "not_ready": 1, "staffed": 9},
+    "surge": {"ratio": 1.6, "expected": 31.25, "arrivals": 50, "tier": 2,
+              "since": "2026-11-11T19:58:12.000Z"},
+    "sl_breach": True,
+}  # fmt: skip
+
+
+def _example(body: object) -> dict[int | str, dict[str, Any]]:
+    return {200: {"content": {"application/json": {"example": body}}}}
+
+
+@router.get(
+    "/queues",
+    summary="Every queue's latest snapshot",
+    responses=_example({"as_of": "2026-11-11T20:00:00.000Z", "queues": [SNAPSHOT_EXAMPLE]}),
+)
 async def list_queues(_: Viewer, api: State) -> JsonResponse:
     snapshots = await api.snapshots()
     as_of = max((str(s["as_of"]) for s in snapshots), default=None)
     return json_response({"as_of": as_of, "queues": snapshots})
 
 
-@router.get("/queues/{queue_id}", summary="One queue's latest snapshot")
+@router.get(
+    "/queues/{queue_id}",
+    summary="One queue's latest snapshot",
+    responses=_example(SNAPSHOT_EXAMPLE),
+)
 async def get_queue(queue_id: str, _: Viewer, api: State) -> JsonResponse:
     raw = await api.redis.hget(api.keys.snapshots, queue_id)
     if raw is None:
@@ -225,7 +258,31 @@ async def put_notify_config(
     return json_response(config.model_dump(mode="json"))
 
 
-@router.get("/staffing", summary="Erlang C and Erlang A for a load and a number of agents")
+@router.get(
+    "/staffing",
+    summary="Erlang C and Erlang A for a load and a number of agents",
+    description="The example answers `?arrivals_per_hour=60&aht_s=30&agents=1&patience_s=60`.",
+    responses=_example(
+        {
+            "load_erlangs": 0.5,
+            "erlang_c": {
+                "p_wait": 0.5,
+                "answer_rate": 0.6967,
+                "asa_s": 30.0,
+                "occupancy": 0.5,
+                "agents_for_target": 2,
+            },
+            "erlang_a": {
+                "p_wait": 0.418,
+                "answer_rate": 0.7609,
+                "asa_s": 7.35,
+                "occupancy": 0.418,
+                "abandon_rate": 0.164,
+                "agents_for_target": 2,
+            },
+        }
+    ),
+)
 async def staffing(
     _: Viewer,
     arrivals_per_hour: Annotated[float, Query(ge=0, le=10_000_000)],

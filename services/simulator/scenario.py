@@ -41,7 +41,6 @@ class QueueSpec(BaseModel):
     patience_s: Annotated[float, Field(gt=0)] = 90
     short_abandon_share: Annotated[float, Field(ge=0, le=1)] = 0.03
     callback_accept: Annotated[float, Field(ge=0, le=1)] = 0.6
-    overflow_to: str | None = None
     handle: Literal["lognormal", "exponential"] = "lognormal"
 
     @property
