@@ -256,7 +256,9 @@ async def test_staffing_for_a_hand_worked_queue(
         "/v1/staffing?arrivals_per_hour=60&aht_s=30&agents=1&patience_s=60", headers=auth("viewer")
     )
     a = with_patience.json()["erlang_a"]
-    # M/M/1+M: abandonment = theta * E[queue] / lambda; p_wait stays rho-like but lower than 0.5 is impossible
+    # M/M/1+M with lambda = 1/60, mu = 1/30, theta = 1/60: pi(k+1)/pi(k) = 1/(k+2), so
+    # pi(k) = pi(0)/(k+1)! and the sums are e's: P(wait) = (e-2)/(e-1) (also the
+    # occupancy of the one agent), P(abandon) = theta E[queue]/lambda = (3-e)/(e-1)
     assert set(a) == {
         "p_wait",
         "answer_rate",
@@ -265,7 +267,9 @@ async def test_staffing_for_a_hand_worked_queue(
         "abandon_rate",
         "agents_for_target",
     }
-    assert 0 < a["abandon_rate"] < 0.5 and a["answer_rate"] > c["answer_rate"]
+    assert a["p_wait"] == pytest.approx((math.e - 2) / (math.e - 1))
+    assert a["occupancy"] == pytest.approx((math.e - 2) / (math.e - 1))
+    assert a["abandon_rate"] == pytest.approx((3 - math.e) / (math.e - 1))
     bad = await client.get(
         "/v1/staffing?arrivals_per_hour=-1&aht_s=30&agents=1", headers=auth("viewer")
     )
