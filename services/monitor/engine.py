@@ -41,6 +41,9 @@ from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
 
 BASELINE_S = 3600.0  # contract 5: the baseline is the hour before the surge window
 AGENT_STATES = ("available", "busy", "wrap_up", "not_ready")
+# tuples, not unions: isinstance is faster with them on the hot path
+_AGENT_EVENTS = (AgentStateChanged, AgentSkillsChanged)
+_TERMINAL_EVENTS = (CallAnswered, CallAbandoned, CallbackRequested, CallOverflowed)
 _TERMINAL = {
     "call.answered": ANSWERED,
     "call.abandoned": ABANDONED,
@@ -160,7 +163,7 @@ class Engine:
 
     def queue_index(self, queue_id: str) -> int:
         index = self._qindex.get(queue_id)
-        if index is None:
+        if index is None:  # a queue seen for the first time
             index = len(self.queue_ids)
             self._qindex[queue_id] = index
             self.queue_ids.append(queue_id)
@@ -178,8 +181,9 @@ class Engine:
             self.skipped_old += 1
             return False
         self._seen[key] = ts
-        self.first_ts = min(self.first_ts, ts)
-        if isinstance(event, AgentStateChanged | AgentSkillsChanged):
+        if ts < self.first_ts:
+            self.first_ts = ts
+        if isinstance(event, _AGENT_EVENTS):
             self._add_agent(event, ts)
         else:
             self._add_call(event, ts)
@@ -212,7 +216,7 @@ class Engine:
             handle = event.talk_s + event.hold_s + event.wrap_s
             self.log.append(ts, q, ENDED, math.nan, handle)
             return
-        if not isinstance(event, CallAnswered | CallAbandoned | CallbackRequested | CallOverflowed):
+        if not isinstance(event, _TERMINAL_EVENTS):
             raise TypeError(f"not a call event: {event.type}")
         kind = _TERMINAL[event.type]
         wait = event.wait_s
