@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.monitor.engine import Engine, QueueStats
@@ -60,9 +61,15 @@ class Monitor:
     def settings_for(self, queue_id: str) -> QueueSettings:
         return self.settings.get(queue_id, DEFAULT_QUEUE_SETTINGS)
 
-    def tick(self, now: float) -> TickOutput:
-        """Compute every queue at `now`, advance the tier machines, prune old state."""
+    def tick(self, now: float, owns: Callable[[str], bool] | None = None) -> TickOutput:
+        """Compute every queue at `now`, advance the tier machines, prune old state.
+
+        With `owns`, only the queues this instance owns (by partition) are reported and
+        have their tiers advanced: another monitor speaks for the others.
+        """
         stats = self.engine.compute(now)
+        if owns is not None:
+            stats = {q: s for q, s in stats.items() if owns(q)}
         snapshots: list[dict[str, object]] = []
         changes: list[AlertChange] = []
         for queue_id in sorted(stats):

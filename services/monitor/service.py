@@ -13,6 +13,7 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from pydantic import ValidationError
@@ -86,6 +87,7 @@ class _Rewind(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ship
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         consumer = self.shell.consumer
+        self.shell.reload_states = True  # queues may have changed hands: take their tiers over
         if consumer is None or not assigned:
             return
         since_ms = int((time.time() - self.shell.monitor.engine.retention_s()) * 1000)
@@ -113,6 +115,8 @@ class MonitorShell:
     last_tick: TickOutput | None = None
     processed: int = 0
     consume_task: asyncio.Task[None] | None = None
+    reload_states: bool = False
+    partitioner: DefaultPartitioner = field(default_factory=DefaultPartitioner)
 
     def __post_init__(self) -> None:
         self.monitor = Monitor(grace_s=self.settings.monitor_grace_s)
@@ -236,11 +240,28 @@ class MonitorShell:
         assert self.producer is not None  # noqa: S101  # started before consuming
         await self.producer.send_and_wait(self.settings.topic("dlq"), dumps(body))
 
+    def owner(self) -> Callable[[str], bool]:
+        """Whether a queue's events land on a partition assigned to this instance."""
+        topic = self.settings.topic("events")
+        consumer = self.consumer
+        if consumer is None:
+            return lambda _q: False
+        every = sorted(consumer.partitions_for_topic(topic) or [])
+        mine = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+        if not every or not mine:
+            return lambda _q: False
+        if len(mine) == len(every):
+            return lambda _q: True
+        return lambda q: self.partitioner(q.encode(), every, every) in mine
+
     async def tick(self, now: float) -> TickOutput:
-        """Compute, then publish snapshots and alert changes."""
+        """Compute, then publish snapshots and alert changes for the queues it owns."""
         started = time.perf_counter()
         await self.load_config()
-        out = self.monitor.tick(now)
+        if self.reload_states:
+            self.reload_states = False
+            await self.load_alert_states()
+        out = self.monitor.tick(now, self.owner())
         producer = self.producer
         assert producer is not None  # noqa: S101  # started before ticking
         metrics_topic, alerts_topic = self.settings.topic("metrics"), self.settings.topic("alerts")

@@ -227,3 +227,24 @@ async def test_tiers_rise_on_a_forecast_and_clear(
         ("cleared", 0),
     ]
     assert len({v["alert_id"] for _, v in alerts if v["kind"] == "surge"}) == 1
+
+
+async def test_two_monitors_split_the_queues_and_agree_with_replay(
+    stack: LocalStack, prefix: str, redis_client: aioredis.Redis
+) -> None:
+    settings = settings_for(stack, prefix)
+    await ensure_topics(settings)
+    events = trace(30)
+    await produce(stack, prefix, events)
+    async with serve(create_app(settings)), serve(create_app(settings)):
+        await wait_for(redis_client, prefix, counted(30))
+        await asyncio.sleep(2.0)  # both members settled, both ticking
+    published = await read_topic(stack.bootstrap, prefix + "metrics", 1, settle_s=1.0)
+    settled = [
+        v for _, v in published if v["windows"]["300"]["arrivals"] > 0 or v["agents"]["staffed"]
+    ]
+    last = max(parse_ts(str(v["as_of"])) for v in settled)
+    recent = [v for _, v in published if parse_ts(str(v["as_of"])) >= last - 2.0]  # last 2 s
+    assert {v["queue_id"] for v in recent} == {"a", "b"}
+    for snap in recent:  # whoever published it, every snapshot is the replay's
+        assert snap == replayed(events, str(snap["as_of"]))[snap["queue_id"]]

@@ -203,3 +203,13 @@ def test_worked_example_of_the_contract() -> None:
                     assert have == value, (queue_id, window, name)
                 else:
                     assert have == pytest.approx(value, abs=1e-6), (queue_id, window, name)
+
+
+def test_a_monitor_reports_only_the_queues_it_owns() -> None:
+    from services.monitor.core import Monitor
+
+    monitor = Monitor()
+    monitor.engine.add_many(hand_trace())
+    out = monitor.tick(NOW, owns=lambda q: q == "q2")
+    assert [s["queue_id"] for s in out.snapshots] == ["q2"]
+    assert sorted(monitor.tick(NOW + 1).stats) == ["q", "q2"]
