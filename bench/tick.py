@@ -7,12 +7,14 @@ import sys
 import orjson
 
 from bench.engine import filled_engine, rss_mb, tick_ms
+from shared.runtime import tune_gc
 
 PER_QUEUE = 300  # 100 calls per queue over the 3,900 s that every window and baseline span
 
 
 def main() -> None:
     queues = int(sys.argv[1])
+    tune_gc()
     engine = filled_engine(queues, PER_QUEUE)
     out = {
         "queues": queues,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 
+from shared.runtime import tune_gc
 from shared.timefmt import parse_ts
 
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    tune_gc()
     code: int = args.func(args)
     return code
 

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from shared.kafka import broker_reachable
 from shared.logs import setup_logging
+from shared.runtime import tune_gc
 from shared.settings import CommonSettings
 from shared.store import redis_reachable
 
@@ -74,4 +75,5 @@ async def stack_ready(settings: CommonSettings, client: aioredis.Redis) -> dict[
 def serve_forever(app: FastAPI, settings: CommonSettings, host: str, port: int) -> None:
     """Run a service's app with uvicorn and JSON logs (a service's `__main__`)."""
     setup_logging(settings.log_level)
+    tune_gc()
     uvicorn.run(app, host=host, port=port, log_config=None)
