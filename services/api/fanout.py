@@ -62,16 +62,17 @@ class Fanout:
         """Remember and forward one tick's snapshots (one message for each `as_of`)."""
         by_tick: dict[str, list[dict[str, Any]]] = {}
         for snap in snapshots:
-            self.remember(snap)
-            by_tick.setdefault(str(snap["as_of"]), []).append(snap)
+            if self.remember(snap):  # an older snapshot than the board has is not news
+                by_tick.setdefault(str(snap["as_of"]), []).append(snap)
         for as_of, queues in sorted(by_tick.items()):
             self.broadcast({"type": "tick", "as_of": as_of, "queues": queues})
 
-    def remember(self, snap: dict[str, Any]) -> None:
+    def remember(self, snap: dict[str, Any]) -> bool:
+        """Keep a snapshot as its queue's latest; False when a newer one is already kept."""
         queue_id = str(snap["queue_id"])
         previous = self.latest.get(queue_id)
         if previous is not None and str(previous["as_of"]) > str(snap["as_of"]):
-            return
+            return False
         self.latest[queue_id] = snap
         self.last_as_of = max(self.last_as_of or "", str(snap["as_of"]))
         self.received_at = time.time()
@@ -81,6 +82,7 @@ class Fanout:
         cutoff = parse_ts(str(snap["as_of"])) - HISTORY_S
         while points and parse_ts(points[0][0]) < cutoff:
             points.popleft()
+        return True
 
     def welcome(
         self, alerts: list[dict[str, Any]], actions: list[dict[str, Any]], tick_s: float
