@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from services.api.auth import Principal
 from services.api.state import ApiState
@@ -85,6 +85,17 @@ SNAPSHOT_EXAMPLE = {
 
 def _example(body: object) -> dict[int | str, dict[str, Any]]:
     return {200: {"content": {"application/json": {"example": body}}}}
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def _validated(model: type[Model], body: dict[str, Any], what: str) -> Model:
+    """The body as `model`, or 422 with the rule each field breaks."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise ApiError(422, f"invalid {what}", _rules(exc)) from None
 
 
 @router.get(
@@ -195,10 +206,7 @@ async def reject(action_id: str, who: Lead, api: State) -> JsonResponse:
 async def put_forecast(
     _: Admin, api: State, body: Annotated[dict[str, Any], Body()]
 ) -> JsonResponse:
-    try:
-        forecast = Forecast.model_validate(body)
-    except ValidationError as exc:
-        raise ApiError(422, "invalid forecast", _rules(exc)) from None
+    forecast = _validated(Forecast, body, "forecast")
     await api.redis.hset(api.keys.forecasts, forecast.queue_id, forecast.model_dump_json())
     return json_response(forecast.model_dump(mode="json"))
 
@@ -249,10 +257,7 @@ async def get_notify_config(_: Admin, api: State) -> JsonResponse:
 async def put_notify_config(
     _: Admin, api: State, body: Annotated[dict[str, Any], Body()]
 ) -> JsonResponse:
-    try:
-        config = NotifyConfig.model_validate(body)
-    except ValidationError as exc:
-        raise ApiError(422, "invalid notify config", _rules(exc)) from None
+    config = _validated(NotifyConfig, body, "notify config")
     config_key, _state, _log = notify_keys(api.keys)
     await api.redis.set(config_key, config.model_dump_json())
     return json_response(config.model_dump(mode="json"))
