@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
+from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+Model = TypeVar("Model", bound=BaseModel)
 
 
 def new_redis(settings: CommonSettings) -> aioredis.Redis:
@@ -56,6 +62,31 @@ class Keys:
     @property
     def actions(self) -> str:
         return f"{self.prefix}actions"
+
+
+class JsonHash(Generic[Model]):
+    """A Redis hash of JSON documents (settings, forecasts) read every tick, each
+    document parsed only when it changed; an invalid one is logged and left out."""
+
+    def __init__(self, model: type[Model], key: str) -> None:
+        self.model = model
+        self.key = key
+        self._parsed: dict[str, tuple[bytes, Model]] = {}
+
+    async def load(self, client: aioredis.Redis) -> dict[str, Model]:
+        parsed: dict[str, tuple[bytes, Model]] = {}
+        for field, raw in (await client.hgetall(self.key)).items():
+            name, data = text(field), raw if isinstance(raw, bytes) else raw.encode()
+            cached = self._parsed.get(name)
+            if cached is not None and cached[0] == data:
+                parsed[name] = cached
+                continue
+            try:
+                parsed[name] = (data, self.model.model_validate_json(data))
+            except ValidationError:
+                log.warning("invalid document in redis", extra={"key": self.key, "field": name})
+        self._parsed = parsed
+        return {name: value for name, (_, value) in parsed.items()}
 
 
 def text(value: bytes | str) -> str:

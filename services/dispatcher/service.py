@@ -22,7 +22,6 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter
-from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from services.dispatcher.planner import Action, Change, Planner
@@ -32,7 +31,7 @@ from services.monitor.tiers import QueueAlertState
 from shared.events import InvalidEvent, decode_event
 from shared.kafka import dumps, new_consumer, new_producer
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
-from shared.store import Keys, text
+from shared.store import JsonHash, Keys, text
 from shared.timefmt import parse_ts, whole_ms
 
 log = logging.getLogger(__name__)
@@ -85,6 +84,7 @@ class DispatcherShell:
         self.engine = Engine(self.settings_for)
         self.engine.horizon = time.time()
         self.keys = Keys(self.settings.topic_prefix)
+        self.settings_hash = JsonHash(QueueSettings, self.keys.queue_settings)
         self.commands_sent = Counter(
             "floorwatch_dispatcher_commands",
             "commands sent by type",
@@ -187,11 +187,7 @@ class DispatcherShell:
         return changes
 
     async def _load_settings(self) -> None:
-        for key, raw in (await self.redis.hgetall(self.keys.queue_settings)).items():
-            try:
-                self.queue_settings[text(key)] = QueueSettings.model_validate_json(raw)
-            except ValidationError:
-                log.warning("invalid settings in redis", extra={"queue_id": text(key)})
+        self.queue_settings = await self.settings_hash.load(self.redis)
 
     async def _alert_states(self) -> dict[str, QueueAlertState]:
         raw = await self.redis.hgetall(self.keys.alert_states)

@@ -109,8 +109,8 @@ def asterisk_line(line: str) -> Item:
     return None  # CONFIGRELOAD, RINGNOANSWER, ADDMEMBER, ...: nothing floorwatch counts
 
 
-def asterisk_lines(text: str) -> list[Item]:
-    return [asterisk_line(line) for line in text.splitlines() if line.strip()]
+def asterisk_lines(lines: list[str]) -> list[Item]:
+    return [asterisk_line(line) for line in lines]
 
 
 # ---- Twilio TaskRouter event callbacks (form fields) -----------------------------------

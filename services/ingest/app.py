@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from redis.exceptions import RedisError
 
 from services.ingest.adapters import asterisk_lines, taskrouter_event, twilio_signature
-from services.ingest.batch import Batch, RequestError, split_body, validate_items
+from services.ingest.batch import Batch, RequestError, split_body, split_lines, validate_items
 from services.ingest.settings import IngestSettings
 from shared.events import encode_event, event_key, is_agent_event
 from shared.http import JsonResponse, bearer_token, health_router, json_response, stack_ready
@@ -178,14 +178,18 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
 
     app.include_router(health_router(registry, ready))
 
+    async def sender_and_body(request: Request) -> tuple[str, bytes]:
+        """The sender named by the bearer token, and the body (401, 413 as RequestError)."""
+        source = source_of(request)
+        if source is None:
+            raise RequestError(401, "missing or wrong bearer token")
+        return source, await read_body(request, settings.ingest_max_body_bytes)
+
     @app.post("/v1/events", status_code=202)
     async def post_events(request: Request) -> JsonResponse:
         """Accept one event or an array of at most 1000; 202 once Kafka has them all."""
-        source = source_of(request)
-        if source is None:
-            return json_response({"error": "missing or wrong bearer token"}, 401)
         try:
-            body = await read_body(request, settings.ingest_max_body_bytes)
+            source, body = await sender_and_body(request)
             items = split_body(body, settings.ingest_max_events)
         except RequestError as exc:
             return json_response({"error": exc.message}, exc.status)
@@ -194,23 +198,12 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
     @app.post("/v1/adapters/asterisk/queue_log", status_code=202)
     async def post_queue_log(request: Request) -> JsonResponse:
         """Lines of Asterisk's queue_log (text); same answers as `/v1/events`, by line."""
-        source = source_of(request)
-        if source is None:
-            return json_response({"error": "missing or wrong bearer token"}, 401)
         try:
-            body = await read_body(request, settings.ingest_max_body_bytes)
-            text = body.decode("utf-8")
+            source, body = await sender_and_body(request)
+            lines = split_lines(body, settings.ingest_max_events)
         except RequestError as exc:
             return json_response({"error": exc.message}, exc.status)
-        except UnicodeDecodeError:
-            return json_response({"error": "body is not UTF-8 text"}, 400)
-        lines: list[object] = list(asterisk_lines(text))
-        if len(lines) > settings.ingest_max_events:
-            limit = settings.ingest_max_events
-            return json_response(
-                {"error": f"{len(lines)} lines in one request; at most {limit}"}, 413
-            )
-        return await accept(holder["ingest"], lines, source)
+        return await accept(holder["ingest"], list(asterisk_lines(lines)), source)
 
     @app.post("/v1/adapters/twilio/taskrouter", status_code=202)
     async def post_taskrouter(request: Request) -> JsonResponse:

@@ -51,6 +51,18 @@ def split_body(body: bytes, max_events: int) -> list[object]:
     return [raw]
 
 
+def split_lines(body: bytes, max_lines: int) -> list[str]:
+    """A text body (an Asterisk queue_log extract) into its non-blank lines."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RequestError(400, "body is not UTF-8 text") from None
+    lines = [line for line in text.splitlines() if line.strip()]
+    if len(lines) > max_lines:
+        raise RequestError(413, f"{len(lines)} lines in one request; at most {max_lines}")
+    return lines
+
+
 def validate_items(items: list[object], source: str) -> Batch:
     """Validate every item on its own; fill `source` from the credential when absent."""
     batch = Batch()

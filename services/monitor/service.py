@@ -16,7 +16,6 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from services.monitor.core import Monitor, TickOutput
@@ -27,7 +26,7 @@ from shared.events import InvalidEvent, decode_event
 from shared.forecast import Forecast
 from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
 from shared.queue_settings import QueueSettings
-from shared.store import Keys, text
+from shared.store import JsonHash, Keys, text
 from shared.tasks import cancel_all, supervised
 from shared.timefmt import whole_ms
 
@@ -122,6 +121,8 @@ class MonitorShell:
         self.monitor = Monitor(grace_s=self.settings.monitor_grace_s)
         self.monitor.engine.horizon = time.time()  # skip what is older than every window
         self.keys = Keys(self.settings.topic_prefix)
+        self.settings_hash = JsonHash(QueueSettings, self.keys.queue_settings)
+        self.forecasts_hash = JsonHash(Forecast, self.keys.forecasts)
 
     async def start(self) -> None:
         await ensure_topics(self.settings)
@@ -184,24 +185,8 @@ class MonitorShell:
 
     async def load_config(self) -> None:
         """Per-queue settings and forecasts, as the API writes them to Redis."""
-        raw_settings = await self.redis.hgetall(self.keys.queue_settings)
-        raw_forecasts = await self.redis.hgetall(self.keys.forecasts)
-        settings: dict[str, QueueSettings] = {}
-        for queue_id, value in raw_settings.items():
-            try:
-                settings[text(queue_id)] = QueueSettings.model_validate_json(value)
-            except ValidationError:
-                log.warning("invalid settings in redis", extra={"queue_id": text(queue_id)})
-        forecasts: dict[str, Forecast] = {}
-        for queue_id, value in raw_forecasts.items():
-            try:
-                forecasts[text(queue_id)] = Forecast.model_validate_json(value)
-            except ValidationError:
-                log.warning("invalid forecast in redis", extra={"queue_id": text(queue_id)})
-        self.monitor.settings.clear()
-        self.monitor.settings.update(settings)
-        self.monitor.forecasts.clear()
-        self.monitor.forecasts.update(forecasts)
+        self.monitor.settings = await self.settings_hash.load(self.redis)
+        self.monitor.forecasts = await self.forecasts_hash.load(self.redis)
 
     async def load_alert_states(self) -> None:
         raw = await self.redis.hgetall(self.keys.alert_states)
