@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from services.monitor.engine import Engine
+from shared.core.engine import Engine
 from shared.events import CallAnswered, CallEnded, CallQueued, decode_event
 from shared.runtime import tune_gc
 

@@ -20,7 +20,8 @@ EventId = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
 ]
 Ident = Annotated[str, StringConstraints(min_length=1, max_length=256)]
-NonNegative = Annotated[float, Field(ge=0)]
+# contract v2, section 1: numbers are JSON numbers (no "12" strings) and finite
+NonNegative = Annotated[float, Field(ge=0, strict=True, allow_inf_nan=False)]
 AgentState = Literal["available", "busy", "wrap_up", "not_ready", "offline"]
 
 CALL_TYPES = (
@@ -29,6 +30,7 @@ CALL_TYPES = (
     "call.abandoned",
     "call.overflowed",
     "call.callback_requested",
+    "call.callback_completed",
     "call.ended",
 )
 AGENT_TYPES = ("agent.state", "agent.skills")
@@ -55,7 +57,7 @@ class CallQueued(_Event):
     type: Literal["call.queued"]
     call_id: Ident
     queue_id: Ident
-    priority: Annotated[int, Field(ge=0, le=3)] = 2
+    priority: Annotated[int, Field(ge=0, le=3, strict=True)] = 2
     channel: Literal["voice", "chat", "email", "callback"] = "voice"
 
 
@@ -89,6 +91,15 @@ class CallbackRequested(_Event):
     wait_s: NonNegative | None = None
 
 
+class CallbackCompleted(_Event):
+    type: Literal["call.callback_completed"]
+    call_id: Ident
+    queue_id: Ident
+    outcome: Literal["connected", "no_answer", "cancelled"]
+    agent_id: Ident | None = None
+    wait_s: NonNegative | None = None  # seconds from the request to this event
+
+
 class CallEnded(_Event):
     type: Literal["call.ended"]
     call_id: Ident
@@ -110,14 +121,15 @@ class Skill(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     queue_id: Ident
-    level: Annotated[int, Field(ge=1, le=10)]
+    level: Annotated[int, Field(ge=1, le=10, strict=True)]
 
 
 class AgentSkillsChanged(_Event):
     type: Literal["agent.skills"]
     agent_id: Ident
-    skills: list[Skill]
-    serving: list[Ident] | None = None
+    skills: Annotated[list[Skill], Field(max_length=200)]
+    serving: Annotated[list[Ident], Field(max_length=200)] | None = None
+    pool: Literal["regular", "standby", "partner", "emergency"] = "regular"
 
     def serving_queues(self) -> frozenset[str]:
         """The queues routed to the agent: `serving`, or all its skills by default."""
@@ -127,7 +139,13 @@ class AgentSkillsChanged(_Event):
 
 
 CallEvent = (
-    CallQueued | CallAnswered | CallAbandoned | CallOverflowed | CallbackRequested | CallEnded
+    CallQueued
+    | CallAnswered
+    | CallAbandoned
+    | CallOverflowed
+    | CallbackRequested
+    | CallbackCompleted
+    | CallEnded
 )
 AgentEvent = AgentStateChanged | AgentSkillsChanged
 Event = Annotated[CallEvent | AgentEvent, Field(discriminator="type")]
@@ -146,6 +164,10 @@ _MESSAGES = {
     "union_tag_not_found": "field required (one of " + ", ".join(EVENT_TYPES) + ")",
     "model_attributes_type": "event must be a JSON object",
     "model_type": "event must be a JSON object",
+    "finite_number": "must be a finite number",
+    "float_type": "must be a number",
+    "int_type": "must be a whole number",
+    "too_long": "at most {max_length} items",
 }
 
 

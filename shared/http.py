@@ -17,6 +17,7 @@ from shared.logs import setup_logging
 from shared.runtime import tune_gc
 from shared.settings import CommonSettings
 from shared.store import redis_reachable
+from shared.tasks import TaskGroup
 
 
 class JsonResponse(Response):
@@ -44,9 +45,11 @@ def bearer_token(request: Request) -> str | None:
 
 
 def health_router(
-    registry: CollectorRegistry, ready: Callable[[], Awaitable[dict[str, bool]]]
+    registry: CollectorRegistry,
+    ready: Callable[[], Awaitable[dict[str, bool]]],
+    tasks: TaskGroup | None = None,
 ) -> APIRouter:
-    """`/healthz` (process up), `/readyz` (dependencies reachable), `/metrics`."""
+    """`/healthz` (process up), `/readyz` (dependencies reachable, no task dead), `/metrics`."""
     router = APIRouter()
 
     @router.get("/healthz")
@@ -56,8 +59,13 @@ def health_router(
     @router.get("/readyz")
     async def readyz() -> JsonResponse:
         checks = await ready()
+        if tasks is not None:
+            checks.update(tasks.readiness())
         ok = all(checks.values())
-        return json_response({"ready": ok, **checks}, status_code=200 if ok else 503)
+        body: dict[str, object] = {"ready": ok, **checks}
+        if tasks is not None and tasks.failed:
+            body["failed_tasks"] = dict(tasks.failed)
+        return json_response(body, status_code=200 if ok else 503)
 
     @router.get("/metrics")
     async def metrics() -> Response:

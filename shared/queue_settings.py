@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Seconds = Annotated[float, Field(gt=0, le=86400)]
+Share = Annotated[float, Field(ge=0, le=1)]
+Lever = Literal["standby", "cross_skill", "partner", "emergency", "callback", "overflow"]
+Trigger = Literal["sl_breach", "1", "2", "3"]
+# contract 6: the centres' own three-level plan
+DEFAULT_PLAYBOOK: dict[Trigger, list[Lever]] = {
+    "sl_breach": ["cross_skill"],
+    "1": ["standby"],
+    "2": ["cross_skill", "partner"],
+    "3": ["emergency", "callback", "overflow"],
+}
 
 
 class QueueSettings(BaseModel):
@@ -36,12 +47,43 @@ class QueueSettings(BaseModel):
     sl_target: Annotated[float, Field(gt=0, le=1)] = 0.9
     abandon_cap: Annotated[float, Field(gt=0, le=1)] = 0.05
     mode: Literal["auto", "approve"] = "auto"
+    # contract v2, section 4
+    sl_flowouts: Literal["miss", "exclude"] = "miss"
+    callback_target_s: Seconds = 1800
+    callback_expiry_s: Annotated[float, Field(gt=0, le=30 * 86400)] = 86400
+    priority_sl_threshold_s: dict[Literal["0", "1", "2", "3"], Seconds] = {}
+    timezone: Annotated[str, Field(min_length=1, max_length=64)] = "UTC"
+    # contract v2, section 5
+    surge_windows_s: Annotated[
+        list[Annotated[int, Field(ge=10, le=86400)]], Field(min_length=1, max_length=8)
+    ] = [30, 60, 300, 900]
+    surge_p_value: Annotated[float, Field(gt=0, le=0.5)] = 1e-4
+    expected_per_hour: Annotated[float, Field(gt=0, le=1e7)] | None = None
+    # contract v2, section 6
+    playbook: dict[Trigger, list[Lever]] = DEFAULT_PLAYBOOK
+    standby_share: Share = 0.2
+    max_lent_share: Share = 0.3
+    max_borrowed: Annotated[int, Field(ge=0, le=10000)] = 40
+    moves_per_tick: Annotated[int, Field(ge=0, le=1000)] = 10
+    overflow_to: Annotated[str, Field(min_length=1, max_length=256)] | None = None
+    approve_within_s: Seconds = 300
 
     @field_validator("windows_s")
     @classmethod
     def _distinct_windows(cls, v: list[int]) -> list[int]:
         if len(set(v)) != len(v):
             raise ValueError("windows must be distinct")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (an IANA name such as Europe/Paris)"
+            ) from None
         return v
 
     @field_validator("tier_thresholds")
@@ -56,6 +98,13 @@ class QueueSettings(BaseModel):
         if self.tier_hysteresis >= self.tier_thresholds[0]:
             raise ValueError("tier_hysteresis must be below the tier 1 threshold")
         return self
+
+    def threshold_for(self, priority: int) -> float:
+        """The answer-within-target threshold of a call of this priority (contract 4)."""
+        for key, threshold in self.priority_sl_threshold_s.items():
+            if key == str(priority):
+                return threshold
+        return self.sl_threshold_s
 
     @property
     def primary_window_s(self) -> int:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 import redis.asyncio as aioredis
 from pydantic import BaseModel, ValidationError
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from shared.settings import CommonSettings
@@ -60,6 +62,19 @@ class Keys:
         return f"{self.prefix}alerts"
 
     @property
+    def notify_config(self) -> str:
+        """The on-call configuration (the API writes it, the notifier reads it)."""
+        return f"{self.prefix}notify:config"
+
+    @property
+    def notify_state(self) -> str:
+        return f"{self.prefix}notify:state"
+
+    @property
+    def notify_deliveries(self) -> str:
+        return f"{self.prefix}notify:deliveries"
+
+    @property
     def actions(self) -> str:
         return f"{self.prefix}actions"
 
@@ -100,3 +115,28 @@ async def redis_reachable(client: aioredis.Redis, timeout_s: float = 2.0) -> boo
         return bool(await asyncio.wait_for(client.ping(), timeout_s))
     except (TimeoutError, RedisError, OSError):
         return False
+
+
+async def atomic_update(
+    client: aioredis.Redis,
+    key: str,
+    field: str,
+    change: Callable[[bytes | None], bytes | None],
+) -> bytes | None:
+    """Read, change and write one hash field with no lost update (WATCH/MULTI).
+
+    `change` gets the stored value (None when absent) and returns the new one, or None
+    to leave it as it is; it may run more than once when another writer got in first.
+    """
+
+    async def attempt(pipe: Pipeline) -> bytes | None:
+        stored = await pipe.hget(key, field)
+        current = stored.encode() if isinstance(stored, str) else stored
+        new = change(current)
+        pipe.multi()  # type: ignore[no-untyped-call]  # redis-py leaves it untyped
+        if new is not None:
+            pipe.hset(key, field, new)
+        return new if new is not None else current
+
+    result: bytes | None = await client.transaction(attempt, key, value_from_callable=True)
+    return result

@@ -1,4 +1,5 @@
-"""Background tasks with an owner: logged loudly when they die, cancelled on shutdown."""
+"""Background tasks with an owner: a task that dies is logged once and makes its service
+not ready (`/readyz` names it); every task is cancelled and awaited on shutdown."""
 
 from __future__ import annotations
 
@@ -10,16 +11,51 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+# Any: a coroutine's send and throw types are irrelevant to its owner
+Job = Coroutine[Any, Any, None]
 
-def supervised(name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-    """Start `coro` as a task whose unexpected end is logged with its exception."""
-    # Any: the coroutine's send and throw types are irrelevant here
+
+class TaskGroup:
+    """The long-running tasks of one service."""
+
+    def __init__(self) -> None:
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self.failed: dict[str, str] = {}  # task name -> what killed it
+
+    def start(self, name: str, job: Job) -> asyncio.Task[None]:
+        """Run `job` as the task `name`; its unexpected end is recorded and logged once."""
+        task = asyncio.create_task(job, name=name)
+        self._tasks[name] = task
+        task.add_done_callback(self._ended)
+        return task
+
+    def _ended(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled():
+            return
+        name = task.get_name()
+        exc = task.exception()
+        reason = f"{type(exc).__name__}: {exc}" if exc is not None else "returned"
+        self.failed[name] = reason[:500]
+        log.error("task %s died", name, exc_info=exc)
+
+    def readiness(self) -> dict[str, bool]:
+        """`task:<name>` False for each task that died (merged into `/readyz`)."""
+        return {f"task:{name}": False for name in self.failed}
+
+    async def stop(self) -> None:
+        """Cancel every task and wait for it."""
+        await cancel_all(list(self._tasks.values()))
+        self._tasks.clear()
+
+
+def supervised(name: str, job: Job) -> asyncio.Task[None]:
+    """A short-lived task whose failure is logged (one delivery, one retry loop)."""
 
     def done(task: asyncio.Task[None]) -> None:
         if not task.cancelled() and task.exception() is not None:
             log.error("task %s died", name, exc_info=task.exception())
 
-    task = asyncio.create_task(coro, name=name)
+    task = asyncio.create_task(job, name=name)
     task.add_done_callback(done)
     return task
 

@@ -6,6 +6,7 @@ import hmac
 from dataclasses import dataclass
 
 from services.api.settings import ROLES, Role
+from shared.errors import FloorwatchError
 
 
 @dataclass(frozen=True)
@@ -17,13 +18,11 @@ class Principal:
         return ROLES.index(self.role) >= ROLES.index(needed)
 
 
-class AuthError(Exception):
+class AuthError(FloorwatchError):
     """401 (no or unknown token) or 403 (a role too low)."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+        super().__init__(message, status=status)
 
 
 class Tokens:

@@ -12,24 +12,22 @@ from pydantic import BaseModel, ValidationError
 
 from services.api.auth import Principal
 from services.api.state import ApiState
-from services.notify.rules import NotifyConfig
-from services.notify.service import notify_keys
-from shared.alerts import apply_change
-from shared.erlang import agents_for_target, erlang_a, erlang_c
+from shared.core.erlang import agents_for_target, erlang_a, erlang_c
+from shared.errors import FloorwatchError
 from shared.forecast import Forecast
 from shared.http import JsonResponse, bearer_token, json_response
 from shared.kafka import dumps
+from shared.messages.alerts import AlertChange, AlertRecord, apply_change
+from shared.notify_config import NotifyConfig
+from shared.store import atomic_update
 from shared.timefmt import iso_ms
 
 
-class ApiError(Exception):
+class ApiError(FloorwatchError):
     """An error answered as `{"error": ...}` with `status`."""
 
     def __init__(self, status: int, message: str, details: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.details = details
+        super().__init__(message, status=status, details=details)
 
 
 def state_of(request: Request) -> ApiState:
@@ -130,24 +128,33 @@ async def list_alerts(
 
 @router.post("/alerts/{alert_id}/ack", summary="Acknowledge an alert (lead)")
 async def ack_alert(alert_id: str, who: Lead, api: State) -> JsonResponse:
-    raw = await api.redis.hget(api.keys.alerts, alert_id)
-    if raw is None:
+    at = api.clock()
+    acked: list[AlertChange] = []
+
+    def acknowledge(stored: bytes | None) -> bytes | None:
+        acked.clear()
+        if stored is None:
+            return None
+        record = AlertRecord.model_validate_json(stored)
+        if record.acknowledged_by is not None:
+            return None  # acknowledging twice changes nothing
+        change = AlertChange(
+            alert_id=alert_id,
+            kind=record.kind,
+            queue_id=record.queue_id,
+            transition="acknowledged",
+            by=who.name,
+            at=at,
+        )
+        acked.append(change)
+        return apply_change(record, change).model_dump_json().encode()
+
+    stored = await atomic_update(api.redis, api.keys.alerts, alert_id, acknowledge)
+    if stored is None:
         raise ApiError(404, f"alert {alert_id!r} not found")
-    record = orjson.loads(raw)
-    if record.get("acknowledged_by"):
-        return json_response(record)  # acknowledging twice changes nothing
-    change = {
-        "alert_id": alert_id,
-        "kind": record.get("kind"),
-        "queue_id": record.get("queue_id"),
-        "transition": "acknowledged",
-        "by": who.name,
-        "at": iso_ms(api.clock()),
-    }
-    record = apply_change(record, change)
-    await api.redis.hset(api.keys.alerts, alert_id, dumps(record))
-    await api.publish("alerts", str(record.get("queue_id") or ""), change)
-    return json_response(record)
+    for change in acked:
+        await api.publish("alerts", change.queue_id, change.as_json())
+    return json_response(orjson.loads(stored))
 
 
 @router.get("/actions", summary="Dispatcher actions, newest first")
@@ -237,7 +244,7 @@ async def put_settings(
 
 @router.get("/notifications", summary="Pushes to on-call leads, newest first, with status")
 async def list_notifications(_: Viewer, api: State) -> JsonResponse:
-    _config, _state, log_key = notify_keys(api.keys)
+    log_key = api.keys.notify_deliveries
     records = [orjson.loads(v) for v in (await api.redis.hgetall(log_key)).values()]
     records.sort(
         key=lambda r: (str(r.get("created_at")), str(r["push"]["delivery_id"])), reverse=True
@@ -247,7 +254,7 @@ async def list_notifications(_: Viewer, api: State) -> JsonResponse:
 
 @router.get("/notify/config", summary="Alert routing, rota and channels (admin)")
 async def get_notify_config(_: Admin, api: State) -> JsonResponse:
-    config_key, _state, _log = notify_keys(api.keys)
+    config_key = api.keys.notify_config
     raw = await api.redis.get(config_key)
     config = NotifyConfig.model_validate_json(raw) if raw else NotifyConfig()
     return json_response(config.model_dump(mode="json"))
@@ -258,7 +265,7 @@ async def put_notify_config(
     _: Admin, api: State, body: Annotated[dict[str, Any], Body()]
 ) -> JsonResponse:
     config = _validated(NotifyConfig, body, "notify config")
-    config_key, _state, _log = notify_keys(api.keys)
+    config_key = api.keys.notify_config
     await api.redis.set(config_key, config.model_dump_json())
     return json_response(config.model_dump(mode="json"))
 

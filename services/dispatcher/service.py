@@ -24,10 +24,10 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import RedisError
 
-from services.dispatcher.planner import Action, Change, Planner
 from services.dispatcher.settings import DispatcherSettings
-from services.monitor.engine import Engine
-from services.monitor.tiers import QueueAlertState
+from shared.core.engine import Engine
+from shared.core.planner import Action, Change, Planner
+from shared.core.tiers import QueueAlertState
 from shared.events import InvalidEvent, decode_event
 from shared.kafka import dumps, new_consumer, new_producer
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from services.monitor.core import Monitor
+from shared.core.monitor import Monitor
 from shared.events import InvalidEvent, parse_event
 from shared.forecast import Forecast
 from shared.queue_settings import QueueSettings

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
 from collections.abc import Callable
@@ -18,16 +17,17 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
-from services.monitor.core import Monitor, TickOutput
 from services.monitor.settings import MonitorSettings
-from services.monitor.tiers import QueueAlertState
-from shared.alerts import apply_change
-from shared.events import InvalidEvent, decode_event
+from shared.consume import ConsumerLoop, DeadLetters, Poison
+from shared.core.monitor import Monitor, TickOutput
+from shared.core.tiers import QueueAlertState
+from shared.events import AgentEvent, CallEvent, InvalidEvent, decode_event
 from shared.forecast import Forecast
 from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
+from shared.messages.alerts import AlertChange, AlertRecord, apply_change
 from shared.queue_settings import QueueSettings
-from shared.store import JsonHash, Keys, text
-from shared.tasks import cancel_all, supervised
+from shared.store import JsonHash, Keys, atomic_update, text
+from shared.tasks import TaskGroup, cancel_all
 from shared.timefmt import whole_ms
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ class MonitorShell:
     consume_task: asyncio.Task[None] | None = None
     reload_states: bool = False
     partitioner: DefaultPartitioner = field(default_factory=DefaultPartitioner)
+    tasks: TaskGroup = field(default_factory=TaskGroup)
 
     def __post_init__(self) -> None:
         self.monitor = Monitor(grace_s=self.settings.monitor_grace_s)
@@ -149,7 +150,9 @@ class MonitorShell:
 
     def start_consuming(self) -> None:
         assert self.consumer is not None  # noqa: S101  # opened first
-        self.consume_task = supervised("consume-events", self.consume(self.consumer, commit=True))
+        self.consume_task = self.tasks.start(
+            "consume-events", self.consume(self.consumer, commit=True)
+        )
 
     async def watchdog(self, every_s: float = 10.0, patience: int = 3) -> None:
         """Recreate the events consumer when its position stops moving while lag is above
@@ -193,37 +196,24 @@ class MonitorShell:
         for queue_id, value in raw.items():
             self.monitor.states[text(queue_id)] = QueueAlertState.from_json(orjson.loads(value))
 
-    async def consume(self, consumer: AIOKafkaConsumer, commit: bool) -> None:
-        """Feed records to the engine until cancelled; bad ones go to the DLQ."""
-        while True:
-            batches = await consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    await self.handle(record)
-            if commit and batches:
-                await consumer.commit()
+    def loop(
+        self, consumer: AIOKafkaConsumer, commit: bool
+    ) -> ConsumerLoop[CallEvent | AgentEvent]:
+        """The shared consumer loop, feeding the engine; bad records go to the DLQ."""
+        assert self.producer is not None  # noqa: S101  # started before consuming
+        dlq = DeadLetters(
+            self.producer, self.settings.topic("dlq"), self.metrics.events.labels("dead_letter")
+        )
+        return ConsumerLoop(consumer, _decode, self.handle, dlq, commit=commit)
 
-    async def handle(self, record: ConsumerRecord) -> None:
-        try:
-            event = decode_event(record.value)
-        except InvalidEvent as exc:
-            await self.dead_letter(record, "; ".join(exc.errors))
-            return
+    async def consume(self, consumer: AIOKafkaConsumer, commit: bool) -> None:
+        """Feed records to the engine until cancelled."""
+        await self.loop(consumer, commit).run()
+
+    async def handle(self, record: ConsumerRecord, event: CallEvent | AgentEvent) -> None:
         counted = self.monitor.engine.add(event)
         self.processed += 1
         self.metrics.events.labels("counted" if counted else "skipped").inc()
-
-    async def dead_letter(self, record: ConsumerRecord, reason: str) -> None:
-        self.metrics.events.labels("dead_letter").inc()
-        body = {
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "reason": reason,
-            "value_b64": base64.b64encode(record.value or b"").decode(),
-        }
-        assert self.producer is not None  # noqa: S101  # started before consuming
-        await self.producer.send_and_wait(self.settings.topic("dlq"), dumps(body))
 
     def owner(self) -> Callable[[str], bool]:
         """Whether a queue's events land on a partition assigned to this instance."""
@@ -263,11 +253,12 @@ class MonitorShell:
                 rate if rate is not None else float("nan")
             )
         for change in out.changes:
-            change_json = change.as_json()
-            await producer.send(alerts_topic, dumps(change_json), key=change.queue_id.encode())
+            await producer.send(
+                alerts_topic, change.model_dump_json().encode(), key=change.queue_id.encode()
+            )
             state = self.monitor.states[change.queue_id]
             pipe.hset(self.keys.alert_states, change.queue_id, dumps(state.as_json()))
-            await self.record_alert(change_json)
+            await self.record_alert(change)
         pipe.set(self.keys.snapshots_as_of, dumps(out.queues_json()["as_of"]))
         await producer.flush()
         await pipe.execute()
@@ -275,12 +266,10 @@ class MonitorShell:
         self.metrics.tick_seconds.observe(time.perf_counter() - started)
         return out
 
-    async def record_alert(self, change: dict[str, object]) -> None:
-        """Fold a transition into the alert's record in Redis (the API reads and acks it)."""
-        alert_id = str(change["alert_id"])
-        existing = await self.redis.hget(self.keys.alerts, alert_id)
-        record = apply_change(orjson.loads(existing) if existing else None, change)
-        await self.redis.hset(self.keys.alerts, alert_id, dumps(record))
+    async def record_alert(self, change: AlertChange) -> None:
+        """Fold a transition into the alert's record in Redis, atomically: the API's
+        acknowledgement of the same record is never lost."""
+        await atomic_update(self.redis, self.keys.alerts, change.alert_id, fold(change))
 
     async def update_lag(self) -> None:
         consumer = self.consumer
@@ -309,3 +298,20 @@ async def tick_forever(
         except (KafkaError, RedisError, OSError):
             log.warning("tick failed; retried at the next tick", exc_info=True)
         await asyncio.sleep(max(0.0, tick_s - (time.monotonic() - began)))
+
+
+def _decode(value: bytes | None) -> CallEvent | AgentEvent:
+    try:
+        return decode_event(value or b"")
+    except InvalidEvent as exc:
+        raise Poison("; ".join(exc.errors)) from None
+
+
+def fold(change: AlertChange) -> Callable[[bytes | None], bytes]:
+    """The update of an alert record by one transition, for `atomic_update`."""
+
+    def update(stored: bytes | None) -> bytes:
+        record = AlertRecord.model_validate_json(stored) if stored else None
+        return apply_change(record, change).model_dump_json().encode()
+
+    return update

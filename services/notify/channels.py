@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 
 from services.notify.incidents import Incident, Push
-from services.notify.rules import Channel, NotifyConfig
+from shared.notify_config import Channel, NotifyConfig
 
 PD_ACTION = {"acknowledge": "acknowledge", "resolve": "resolve"}  # every other event triggers
 

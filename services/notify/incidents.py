@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from services.notify.rules import NotifyConfig
+from shared.notify_config import NotifyConfig
 
 Event = Literal["trigger", "update", "escalate", "repeat", "acknowledge", "resolve"]
 

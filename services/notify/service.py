@@ -20,9 +20,9 @@ from pydantic import Field, ValidationError
 
 from services.notify.channels import build
 from services.notify.incidents import Notifier, Push
-from services.notify.rules import NotifyConfig
 from shared.http import health_router, stack_ready
 from shared.kafka import dumps, ensure_topics, new_consumer
+from shared.notify_config import NotifyConfig
 from shared.settings import CommonSettings
 from shared.store import Keys, new_redis
 from shared.tasks import cancel_all, supervised
@@ -44,15 +44,6 @@ class NotifySettings(CommonSettings):
     notify_max_age_s: float = Field(600.0, gt=0, description="older alert changes are not pushed")
 
 
-def notify_keys(keys: Keys) -> tuple[str, str, str]:
-    """Redis keys: the config (API writes), the notifier's state, the delivery log."""
-    return (
-        f"{keys.prefix}notify:config",
-        f"{keys.prefix}notify:state",
-        f"{keys.prefix}notify:deliveries",
-    )
-
-
 @dataclass
 class NotifyShell:
     settings: NotifySettings
@@ -64,9 +55,9 @@ class NotifyShell:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
-        self.config_key, self.state_key, self.log_key = notify_keys(
-            Keys(self.settings.topic_prefix)
-        )
+        keys = Keys(self.settings.topic_prefix)
+        self.config_key, self.state_key = keys.notify_config, keys.notify_state
+        self.log_key = keys.notify_deliveries
         self.sent = Counter(
             "floorwatch_notify_deliveries",
             "deliveries by channel and outcome",

@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from services.dispatcher.planner import Planner
-from services.monitor.core import Monitor
-from services.simulator.core import Simulator
 from services.simulator.scenario import Scenario
+from services.simulator.sim import Simulator
+from shared.core.monitor import Monitor
+from shared.core.planner import Planner
 from shared.events import parse_event
 from shared.forecast import Forecast
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS

@@ -19,8 +19,8 @@ from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field
 
 from services.simulator.closed_loop import forecasts_for
-from services.simulator.core import Simulator
 from services.simulator.scenario import load_scenario
+from services.simulator.sim import Simulator
 from shared.http import health_router
 from shared.kafka import new_consumer
 from shared.settings import CommonSettings, parse_pairs

@@ -22,8 +22,8 @@ from services.ingest.settings import IngestSettings
 from services.monitor.app import create_app as create_monitor
 from services.monitor.settings import MonitorSettings
 from services.simulator.closed_loop import forecasts_for
-from services.simulator.core import Simulator
 from services.simulator.scenario import load_scenario
+from services.simulator.sim import Simulator
 from shared.localstack import LocalStack
 from tests.integration.conftest import serve
 

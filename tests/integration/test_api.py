@@ -16,8 +16,8 @@ from aiokafka import AIOKafkaProducer
 
 from services.api.app import create_app
 from services.api.settings import ApiSettings
-from shared.alerts import apply_change
 from shared.localstack import LocalStack
+from shared.messages.alerts import AlertChange, apply_change
 from tests.integration.conftest import serve
 from tests.integration.test_ingest import read_topic
 
@@ -117,6 +117,14 @@ async def test_settings_defaults_partial_update_and_refusal(
         "sl_threshold_s": 30.0, "short_abandon_s": 5.0, "windows_s": [300, 900, 3600], "surge_window_s": 300,
         "tier_thresholds": [1.2, 1.5, 2.0], "tier_hysteresis": 0.1, "min_arrivals": 10, "clear_after_s": 120.0,
         "sl_alert_below": 0.85, "sl_target": 0.9, "abandon_cap": 0.05, "mode": "auto",
+        # contract v2
+        "sl_flowouts": "miss", "callback_target_s": 1800.0, "callback_expiry_s": 86400.0,
+        "priority_sl_threshold_s": {}, "timezone": "UTC", "surge_windows_s": [30, 60, 300, 900],
+        "surge_p_value": 1e-4, "expected_per_hour": None,
+        "playbook": {"sl_breach": ["cross_skill"], "1": ["standby"], "2": ["cross_skill", "partner"],
+                     "3": ["emergency", "callback", "overflow"]},
+        "standby_share": 0.2, "max_lent_share": 0.3, "max_borrowed": 40, "moves_per_tick": 10,
+        "overflow_to": None, "approve_within_s": 300.0,
     }  # fmt: skip
     assert (
         await client.get("/v1/settings/queues/billing", headers=auth("viewer"))
@@ -189,10 +197,12 @@ async def test_alert_ack_records_who_and_tells_the_board(
     client, redis, _ = env
     raised = {"alert_id": "surge:billing:1", "kind": "surge", "queue_id": "billing", "transition": "raised",
               "tier": 2, "from_tier": 0, "at": "2026-11-11T20:00:00.000Z", "numbers": {"ratio": 1.6}}  # fmt: skip
-    await redis.hset(f"{prefix}alerts", "surge:billing:1", orjson.dumps(apply_change(None, raised)))
-    old = apply_change(apply_change(None, {**raised, "alert_id": "surge:sales:0", "queue_id": "sales"}),
-                       {**raised, "alert_id": "surge:sales:0", "transition": "cleared", "tier": 0, "at": "2026-11-11T20:05:00.000Z"})  # fmt: skip
-    await redis.hset(f"{prefix}alerts", "surge:sales:0", orjson.dumps(old))
+    first = apply_change(None, AlertChange.model_validate(raised))
+    await redis.hset(f"{prefix}alerts", "surge:billing:1", first.model_dump_json())
+    sales = {**raised, "alert_id": "surge:sales:0", "queue_id": "sales"}
+    old = apply_change(apply_change(None, AlertChange.model_validate(sales)),
+                       AlertChange.model_validate({**sales, "transition": "cleared", "tier": 0, "at": "2026-11-11T20:05:00.000Z"}))  # fmt: skip
+    await redis.hset(f"{prefix}alerts", "surge:sales:0", old.model_dump_json())
     active = (await client.get("/v1/alerts", headers=auth("viewer"))).json()["alerts"]
     assert [a["alert_id"] for a in active] == ["surge:billing:1"]
     every = (await client.get("/v1/alerts?state=all", headers=auth("viewer"))).json()["alerts"]

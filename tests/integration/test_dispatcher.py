@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.dispatcher.app import create_app
 from services.dispatcher.settings import DispatcherSettings
-from services.monitor.tiers import QueueAlertState
+from shared.core.tiers import QueueAlertState
 from shared.kafka import ensure_topics
 from shared.localstack import LocalStack
 from tests.integration.conftest import produce_events as produce

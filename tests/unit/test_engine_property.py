@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.monitor.engine import Engine
+from shared.core.engine import Engine
 from shared.events import CallEvent, parse_event
 from tests.conftest import T0, iso
 

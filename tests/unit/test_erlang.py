@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from shared.erlang import agents_for_target, erlang_a, erlang_b, erlang_c, estimate_patience
+from shared.core.erlang import agents_for_target, erlang_a, erlang_b, erlang_c, estimate_patience
 
 
 def stationary(n: int, lam: float, mu: float, theta: float, states: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.notify.incidents import Notifier
-from services.notify.rules import NotifyConfig, Rota
+from shared.notify_config import NotifyConfig, Rota
 
 LONDON = ZoneInfo("Europe/London")
 ROTA = Rota.model_validate(

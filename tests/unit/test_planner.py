@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from services.dispatcher.planner import Planner
-from services.monitor.engine import Agent, AgentCounts, QueueStats, WindowMetrics
-from services.monitor.tiers import QueueAlertState
-from shared.erlang import agents_for_target, erlang_a
+from shared.core.engine import Agent, AgentCounts, QueueStats, WindowMetrics
+from shared.core.erlang import agents_for_target, erlang_a
+from shared.core.planner import Planner
+from shared.core.tiers import QueueAlertState
 from shared.queue_settings import QueueSettings
 from tests.conftest import T0
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from services.simulator.core import Simulator
 from services.simulator.scenario import Scenario, load_scenario
-from shared.erlang import erlang_a
+from services.simulator.sim import Simulator
+from shared.core.erlang import erlang_a
 
 CALLS_PER_MIN, TALK_S, PATIENCE_S, AGENTS = 6.0, 80.0, 60.0, 8  # 8 Erlangs on 8 agents
 

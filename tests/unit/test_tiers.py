@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from services.monitor.engine import AgentCounts, QueueStats, WindowMetrics
-from services.monitor.tiers import QueueAlertState, expected_arrivals, step
+from shared.core.engine import AgentCounts, QueueStats, WindowMetrics
+from shared.core.tiers import QueueAlertState, expected_arrivals, step
 from shared.forecast import Forecast
 from shared.queue_settings import QueueSettings
 from tests.conftest import T0

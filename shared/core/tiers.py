@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from services.monitor.engine import QueueStats
+from shared.core.engine import QueueStats
 from shared.forecast import Forecast
-from shared.timefmt import iso_ms
-
-Transition = Literal["raised", "escalated", "deescalated", "cleared"]
+from shared.messages.alerts import AlertChange
 
 
 def expected_arrivals(stats: QueueStats, forecast: Forecast | None) -> float | None:
@@ -25,32 +23,6 @@ def expected_arrivals(stats: QueueStats, forecast: Forecast | None) -> float | N
     if stats.baseline_arrivals is None:
         return None
     return stats.baseline_arrivals * window / 3600.0
-
-
-@dataclass(frozen=True)
-class AlertChange:
-    """One alert transition, with the numbers that caused it."""
-
-    alert_id: str
-    kind: Literal["surge", "sl_breach"]
-    queue_id: str
-    transition: Transition
-    tier: int
-    from_tier: int
-    at: float
-    numbers: dict[str, float | int | None]
-
-    def as_json(self) -> dict[str, object]:
-        return {
-            "alert_id": self.alert_id,
-            "kind": self.kind,
-            "queue_id": self.queue_id,
-            "transition": self.transition,
-            "tier": self.tier,
-            "from_tier": self.from_tier,
-            "at": iso_ms(self.at),
-            "numbers": self.numbers,
-        }
 
 
 @dataclass(frozen=True)
@@ -117,10 +89,17 @@ def step(state: QueueAlertState, stats: QueueStats, forecast: Forecast | None) -
     if reached > state.tier:
         surge_id = state.surge_id or f"surge:{stats.queue_id}:{int(now * 1000)}"
         numbers_t = {**numbers, "threshold": s.tier_thresholds[reached - 1]}
-        transition: Transition = "raised" if state.tier == 0 else "escalated"
+        transition: Literal["raised", "escalated"] = "raised" if state.tier == 0 else "escalated"
         changes.append(
             AlertChange(
-                surge_id, "surge", stats.queue_id, transition, reached, state.tier, now, numbers_t
+                alert_id=surge_id,
+                kind="surge",
+                queue_id=stats.queue_id,
+                transition=transition,
+                tier=reached,
+                from_tier=state.tier,
+                at=now,
+                numbers=numbers_t,
             )
         )
         state = replace(state, tier=reached, since=now, below_since=None, surge_id=surge_id)
@@ -132,18 +111,20 @@ def step(state: QueueAlertState, stats: QueueStats, forecast: Forecast | None) -
             state = replace(state, below_since=below)
             if now - below >= s.clear_after_s:
                 new_tier = state.tier - 1
-                transition = "cleared" if new_tier == 0 else "deescalated"
+                down: Literal["cleared", "deescalated"] = (
+                    "cleared" if new_tier == 0 else "deescalated"
+                )
                 numbers_t = {**numbers, "threshold": exit_line, "below_since_s": now - below}
                 changes.append(
                     AlertChange(
-                        state.surge_id or "",
-                        "surge",
-                        stats.queue_id,
-                        transition,
-                        new_tier,
-                        state.tier,
-                        now,
-                        numbers_t,
+                        alert_id=state.surge_id or "",
+                        kind="surge",
+                        queue_id=stats.queue_id,
+                        transition=down,
+                        tier=new_tier,
+                        from_tier=state.tier,
+                        at=now,
+                        numbers=numbers_t,
                     )
                 )
                 # the next step down needs its own clear_after_s, counted from now
@@ -176,7 +157,12 @@ def _step_breach(
         if rate is not None and rate < s.sl_alert_below and volume >= 10:
             breach_id = f"sl_breach:{stats.queue_id}:{int(now * 1000)}"
             change = AlertChange(
-                breach_id, "sl_breach", stats.queue_id, "raised", 0, 0, now, numbers
+                alert_id=breach_id,
+                kind="sl_breach",
+                queue_id=stats.queue_id,
+                transition="raised",
+                at=now,
+                numbers=numbers,
             )
             return replace(
                 state, breach=True, breach_since=now, breach_ok_since=None, breach_id=breach_id
@@ -186,7 +172,12 @@ def _step_breach(
         ok_since = state.breach_ok_since if state.breach_ok_since is not None else now
         if now - ok_since >= s.clear_after_s:
             change = AlertChange(
-                state.breach_id or "", "sl_breach", stats.queue_id, "cleared", 0, 0, now, numbers
+                alert_id=state.breach_id or "",
+                kind="sl_breach",
+                queue_id=stats.queue_id,
+                transition="cleared",
+                at=now,
+                numbers=numbers,
             )
             return replace(
                 state, breach=False, breach_since=None, breach_ok_since=None, breach_id=None

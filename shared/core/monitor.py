@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from services.monitor.engine import Engine, QueueStats
-from services.monitor.tiers import AlertChange, QueueAlertState, SurgeView, step
+from shared.core.engine import Engine, QueueStats
+from shared.core.tiers import QueueAlertState, SurgeView, step
 from shared.forecast import Forecast
+from shared.messages.alerts import AlertChange
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
 from shared.timefmt import iso_ms
 

@@ -18,9 +18,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from services.monitor.engine import Agent, QueueStats
-from services.monitor.tiers import QueueAlertState
-from shared.erlang import Performance, erlang_a, erlang_c
+from shared.core.engine import Agent, QueueStats
+from shared.core.erlang import Performance, erlang_a, erlang_c
+from shared.core.tiers import QueueAlertState
 from shared.queue_settings import QueueSettings
 from shared.timefmt import iso_ms
 

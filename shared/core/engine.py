@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from services.monitor.columns import (
+from shared.core.columns import (
     ABANDONED,
     ANSWERED,
     CALLBACK,
@@ -24,7 +24,7 @@ from services.monitor.columns import (
     Totals,
     TotalsRows,
 )
-from shared.erlang import estimate_patience
+from shared.core.erlang import estimate_patience
 from shared.events import (
     AgentEvent,
     AgentSkillsChanged,
@@ -105,6 +105,9 @@ class QueueStats:
     baseline_arrivals: int | None  # arrivals in the hour before, None until observed
     settings: QueueSettings
     patience_s: float | None = None  # primary window: time spent waiting per abandonment
+    # contract 5, per window W of `surge_windows_s`: (arrivals in (now - W, now], arrivals
+    # in the hour before that window, or None while this queue has not been seen that long)
+    surge_counts: dict[int, tuple[int, int | None]] = field(default_factory=dict)
 
 
 @dataclass
@@ -147,6 +150,8 @@ class Engine:
         self.agents: dict[str, Agent] = {}
         self.horizon = -math.inf  # the latest `now` computed at; older events are cut off
         self.first_ts = math.inf  # the earliest event time observed
+        # per queue: the earliest call event time seen ("seen the baseline hour" is per queue)
+        self._first_seen: list[float] = []
         self._last_prune = -math.inf
         self.skipped_old = 0
         self._retention = self.retention_s()
@@ -156,7 +161,7 @@ class Engine:
     def retention_s(self) -> float:
         """How far back events matter: the longest window or baseline span, plus grace."""
         longest = max(
-            max(s.windows_s + [s.surge_window_s + BASELINE_S])
+            max(s.windows_s + [max(s.surge_windows_s + [s.surge_window_s]) + BASELINE_S])
             for s in [DEFAULT_QUEUE_SETTINGS, *map(self.settings_for, self.queue_ids)]
         )
         return float(longest) + self.grace_s
@@ -169,6 +174,7 @@ class Engine:
             self.queue_ids.append(queue_id)
             self._open.append({})
             self._closed_early.append({})
+            self._first_seen.append(math.inf)
         return index
 
     def add(self, event: CallEvent | AgentEvent) -> bool:
@@ -208,6 +214,8 @@ class Engine:
 
     def _add_call(self, event: CallEvent, ts: float) -> None:
         q = self.queue_index(event.queue_id)
+        if ts < self._first_seen[q]:
+            self._first_seen[q] = ts
         if isinstance(event, CallQueued):
             self._queued(q, event.call_id, ts)
             self.log.append(ts, q, QUEUED, math.nan, math.nan)
@@ -270,12 +278,13 @@ class Engine:
             now,
             lambda s: (now - s.surge_window_s - BASELINE_S, now - s.surge_window_s),
         )
+        surge_counts = self._surge_counts(settings, now)
         agents = self._agent_counts()
         out: dict[str, QueueStats] = {}
         for i, queue_id in enumerate(self.queue_ids):
             s = settings[i]
             waiting, over, longest = self._waiting(i, now, s.sl_threshold_s)
-            covered = self.first_ts <= now - s.surge_window_s - BASELINE_S
+            covered = self._first_seen[i] <= now - s.surge_window_s - BASELINE_S
             out[queue_id] = QueueStats(
                 queue_id=queue_id,
                 now=now,
@@ -288,7 +297,22 @@ class Engine:
                 baseline_arrivals=baseline[i] if covered else None,
                 settings=s,
                 patience_s=_patience(by_window[s.primary_window_s], i),
+                surge_counts=surge_counts[i],
             )
+        return out
+
+    def _surge_counts(
+        self, settings: list[QueueSettings], now: float
+    ) -> list[dict[int, tuple[int, int | None]]]:
+        """contract 5: arrivals per surge window, and in the hour before each window."""
+        out: list[dict[int, tuple[int, int | None]]] = [{} for _ in settings]
+        for w in sorted({w for s in settings for w in s.surge_windows_s}):
+            recent = self._arrivals_between(settings, now, _fixed(now - w, now))
+            before = self._arrivals_between(settings, now, _fixed(now - w - BASELINE_S, now - w))
+            for i, s in enumerate(settings):
+                if w in s.surge_windows_s:
+                    seen = self._first_seen[i] <= now - w - BASELINE_S
+                    out[i][w] = (recent[i], before[i] if seen else None)
         return out
 
     def _window_totals(
@@ -369,6 +393,11 @@ class Engine:
         for q in range(len(self.queue_ids)):
             self._open[q] = {c: e for c, e in self._open[q].items() if e.queued_ts > cutoff}
             self._closed_early[q] = {c: t for c, t in self._closed_early[q].items() if t > cutoff}
+
+
+def _fixed(a: float, b: float) -> Callable[[QueueSettings], tuple[float, float]]:
+    """The same span (a, b] for every queue."""
+    return lambda _s: (a, b)
 
 
 def _patience(t: TotalsRows, i: int) -> float | None:

@@ -1,0 +1,153 @@
+"""The one consumer loop every floorwatch consumer runs (contract 3, architecture 4-5).
+
+Decode each record with its typed model; hand good records to the handler; send bad ones
+to the DLQ with topic, partition, offset and reason; commit after handling; retry what
+failed for a passing reason (the broker or Redis away) without skipping the record; and
+never die on one record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+from prometheus_client import Counter
+from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
+
+from shared.kafka import dumps
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+M = TypeVar("M", bound=BaseModel)
+
+# failures that pass: the record is retried, never dead-lettered
+RETRIABLE = (KafkaError, RedisError, OSError, TimeoutError)
+
+
+class Poison(ValueError):
+    """A record that can never be handled; `reason` says why (it goes to the DLQ)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def model_decoder(model: type[M]) -> Callable[[bytes | None], M]:
+    """A decoder for JSON records of a pydantic model; invalid ones are Poison."""
+
+    def decode(value: bytes | None) -> M:
+        try:
+            return model.model_validate_json(value or b"")
+        except ValidationError as exc:
+            errors = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            raise Poison("; ".join(errors)[:2000]) from None
+
+    return decode
+
+
+@dataclass
+class DeadLetters:
+    """Writes undecodable or unhandleable records to `floorwatch.dlq`, with the reason."""
+
+    producer: AIOKafkaProducer
+    topic: str
+    counter: Counter | None = None
+
+    async def send(self, record: ConsumerRecord, reason: str) -> None:
+        body = {
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "reason": reason,
+            "value_b64": base64.b64encode(record.value or b"").decode(),
+        }
+        if self.counter is not None:
+            self.counter.inc()
+        log.warning(
+            "record dead-lettered",
+            extra={"topic": record.topic, "partition": record.partition, "offset": record.offset},
+        )
+        await self.producer.send_and_wait(self.topic, dumps(body))
+
+
+@dataclass
+class ConsumerLoop(Generic[T]):
+    """Poll, decode, handle, dead-letter, commit: until cancelled."""
+
+    consumer: AIOKafkaConsumer
+    decode: Callable[[bytes | None], T]
+    handle: Callable[[ConsumerRecord, T], Awaitable[None]]
+    dlq: DeadLetters | None
+    commit: bool = False
+    after_poll: Callable[[], Awaitable[None]] | None = None
+    poll_ms: int = 200
+    retry_s: float = 0.5
+    max_retry_s: float = 10.0
+
+    async def run(self) -> None:
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=self.poll_ms)
+            except KafkaError:
+                log.warning("poll failed; polling again", exc_info=True)
+                await asyncio.sleep(self.retry_s)
+                continue
+            for records in batches.values():
+                for record in records:
+                    await self.one(record)
+            if self.commit and batches:
+                await self._commit()
+            if self.after_poll is not None:
+                await self.after_poll()
+
+    async def one(self, record: ConsumerRecord) -> None:
+        """Handle one record; it is dead-lettered or handled, never dropped in silence."""
+        try:
+            value = self.decode(record.value)
+        except Poison as exc:
+            await self._dead_letter(record, exc.reason)
+            return
+        delay = self.retry_s
+        while True:
+            try:
+                await self.handle(record, value)
+                return
+            except RETRIABLE:
+                log.warning("handling failed for a passing reason; retrying", exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_retry_s)
+            except Poison as exc:
+                await self._dead_letter(record, exc.reason)
+                return
+            except Exception as exc:  # noqa: BLE001  # one record never stops the loop
+                log.exception("handler failed on a record")
+                await self._dead_letter(record, f"handler: {type(exc).__name__}: {exc}"[:2000])
+                return
+
+    async def _dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        if self.dlq is None:
+            log.warning("undecodable record skipped", extra={"offset": record.offset})
+            return
+        delay = self.retry_s
+        while True:
+            try:
+                await self.dlq.send(record, reason)
+                return
+            except KafkaError:
+                log.warning("DLQ write failed; retrying", exc_info=True)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.max_retry_s)
+
+    async def _commit(self) -> None:
+        try:
+            await self.consumer.commit()
+        except KafkaError:  # a rebalance took the partitions: the next owner re-reads
+            log.warning("commit failed; records may be read again", exc_info=True)

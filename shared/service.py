@@ -1,0 +1,78 @@
+"""The one app builder every service uses: lifespan, tasks, health routes, errors."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException
+
+from shared.errors import FloorwatchError
+from shared.http import JsonResponse, health_router, json_response
+from shared.tasks import TaskGroup
+
+
+@dataclass
+class Running:
+    """What a service's composition root hands back once its clients are started."""
+
+    stop: Callable[[], Awaitable[None]]
+    ready: Callable[[], Awaitable[dict[str, bool]]]
+
+
+# the composition root: given the app and its task group, start clients and tasks
+Starter = Callable[[FastAPI, TaskGroup], Awaitable[Running]]
+
+
+def build_app(
+    title: str,
+    registry: CollectorRegistry,
+    start: Starter,
+    description: str = "",
+) -> FastAPI:
+    """A FastAPI app whose lifespan runs `start`, then stops its tasks and clients in
+    reverse; `/readyz` reports the service's checks and any task that died."""
+    tasks = TaskGroup()
+    running: list[Running] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = await start(app, tasks)
+        running.append(service)
+        try:
+            yield
+        finally:
+            await tasks.stop()
+            await service.stop()
+            running.clear()
+
+    app = FastAPI(title=title, version="2", lifespan=lifespan, description=description)
+    app.state.tasks = tasks
+
+    async def ready() -> dict[str, bool]:
+        return await running[0].ready() if running else {"started": False}
+
+    app.include_router(health_router(registry, ready, tasks))
+    install_error_handlers(app)
+    return app
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Every error is `{"error": ...}` with its status, 404 and 422 included."""
+
+    @app.exception_handler(FloorwatchError)
+    async def floorwatch_error(_: Request, exc: FloorwatchError) -> JsonResponse:
+        return json_response(exc.as_json(), exc.status, exc.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JsonResponse:
+        return json_response({"error": str(exc.detail)}, exc.status_code, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JsonResponse:
+        errors = [f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()]
+        return json_response({"error": "invalid request", "errors": errors}, 422)
