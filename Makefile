@@ -2,7 +2,7 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: help setup run test lint format bench clean
+.PHONY: help setup run test test-unit lint format bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*##' Makefile | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -20,6 +20,9 @@ run: setup ## the full local stack with the demo scenario and the wall board
 
 test: setup lint ## ruff, mypy and pytest
 	$(PY) -m pytest
+
+test-unit: setup ## the pure tier alone (no broker, Redis or browser), in seconds
+	$(PY) -m pytest -q -m "not integration and not e2e and not faults"
 
 lint: setup ## ruff and mypy; changes nothing
 	.venv/bin/ruff check .

@@ -32,3 +32,16 @@ def stack() -> Iterator[LocalStack]:
 def prefix() -> str:
     """A topic and key prefix of its own for each test, so tests never see each other."""
     return f"t{uuid.uuid4().hex[:10]}."
+
+
+_TIERS = {"integration": "integration", "e2e": "e2e", "faults": "faults", "deploy": "integration"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test by its folder, so `-m "not integration"` runs the pure tier alone."""
+    for item in items:
+        parts = item.path.parts
+        folder = parts[parts.index("tests") + 1] if "tests" in parts else ""
+        marker = _TIERS.get(folder)
+        if marker is not None:
+            item.add_marker(getattr(pytest.mark, marker))
