@@ -121,6 +121,7 @@ class Agent:
     skills: dict[str, int] = field(default_factory=dict)
     serving: frozenset[str] = frozenset()
     skills_ts: float = -math.inf
+    pool: str = "regular"  # contract 1: who may call the agent in (section 6)
 
 
 @dataclass
@@ -209,6 +210,7 @@ class Engine:
             agent.skills = {s.queue_id: s.level for s in event.skills}
             agent.serving = event.serving_queues()
             agent.skills_ts = ts
+            agent.pool = event.pool
             for queue_id in agent.serving | agent.skills.keys():
                 self.queue_index(queue_id)
 
