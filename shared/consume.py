@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -91,9 +92,14 @@ class ConsumerLoop(Generic[T]):
     poll_ms: int = 200
     retry_s: float = 0.5
     max_retry_s: float = 10.0
+    check_log_s: float = 2.0  # how often to look for a log that was recreated (0: never)
 
     async def run(self) -> None:
+        last_check = time.monotonic()
         while True:
+            if self.check_log_s and time.monotonic() - last_check >= self.check_log_s:
+                last_check = time.monotonic()
+                await self.rewind_recreated()
             try:
                 batches = await self.consumer.getmany(timeout_ms=self.poll_ms)
             except KafkaError:
@@ -107,6 +113,22 @@ class ConsumerLoop(Generic[T]):
                 await self._commit()
             if self.after_poll is not None:
                 await self.after_poll()
+
+    async def rewind_recreated(self) -> None:
+        """Read a partition again from its start when its log is now shorter than our
+        position: the broker lost it and made it anew (the local broker keeps topics in
+        memory). Consumers count each record once, so reading again is harmless."""
+        try:
+            parts = list(self.consumer.assignment())
+            if not parts:
+                return
+            ends = await self.consumer.end_offsets(parts)
+            behind = [tp for tp in parts if await self.consumer.position(tp) > ends.get(tp, 0)]
+            if behind:
+                log.warning("log recreated; reading it again", extra={"partitions": len(behind)})
+                await self.consumer.seek_to_beginning(*behind)
+        except (KafkaError, AssertionError):  # aiokafka asserts on a partition being revoked
+            log.debug("log check skipped", exc_info=True)
 
     async def one(self, record: ConsumerRecord) -> None:
         """Handle one record; it is dead-lettered or handled, never dropped in silence."""

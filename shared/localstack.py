@@ -112,7 +112,8 @@ def redis_server(workdir: Path, port: int | None = None) -> LocalServer:
         "--bind", "127.0.0.1",
         "--port", str(port),
         "--save", "",
-        "--appendonly", "no",
+        "--appendonly", "yes",  # settings, forecasts and on-call config survive a restart
+        "--appendfsync", "everysec",
         "--dir", str(workdir),
     ]  # fmt: skip
     return LocalServer("redis", argv, port, workdir / "redis.log")

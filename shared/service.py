@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -10,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import FloorwatchError
 from shared.http import JsonResponse, health_router, json_response
@@ -28,11 +30,34 @@ class Running:
 Starter = Callable[[FastAPI, TaskGroup], Awaitable[Running]]
 
 
+class ReadTimeout:
+    """ASGI middleware: a client that sends its request body slower than `timeout_s` per
+    chunk is treated as gone, so a slow client cannot hold a worker's request open."""
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def bounded() -> Message:
+            try:
+                return await asyncio.wait_for(receive(), self.timeout_s)
+            except TimeoutError:
+                return {"type": "http.disconnect"}
+
+        await self.app(scope, bounded, send)
+
+
 def build_app(
     title: str,
     registry: CollectorRegistry,
     start: Starter,
     description: str = "",
+    read_timeout_s: float = 10.0,
 ) -> FastAPI:
     """A FastAPI app whose lifespan runs `start`, then stops its tasks and clients in
     reverse; `/readyz` reports the service's checks and any task that died."""
@@ -52,6 +77,7 @@ def build_app(
 
     app = FastAPI(title=title, version="2", lifespan=lifespan, description=description)
     app.state.tasks = tasks
+    app.add_middleware(ReadTimeout, timeout_s=read_timeout_s)
 
     async def ready() -> dict[str, bool]:
         return await running[0].ready() if running else {"started": False}

@@ -20,6 +20,9 @@ class CommonSettings(BaseSettings):
     topic_prefix: str = Field("floorwatch.", description="prefix of every topic name")
     topic_partitions: int = Field(3, ge=1, description="partitions of topics floorwatch creates")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL")
+    redis_max_connections: int = Field(
+        512, ge=4, le=10000, description="connections a process may open to Redis at once"
+    )
     log_level: str = Field("INFO", description="logging level")
     dispatch_mode: Literal["auto", "approve"] = Field(
         "auto", description="the dispatcher's mode for queues whose settings do not name one"

@@ -19,10 +19,20 @@ Model = TypeVar("Model", bound=BaseModel)
 
 
 def new_redis(settings: CommonSettings) -> aioredis.Redis:
-    """An asyncio Redis client with short timeouts, so an outage is seen quickly."""
-    return aioredis.Redis.from_url(
-        settings.redis_url, socket_timeout=2.0, socket_connect_timeout=2.0, decode_responses=False
+    """An asyncio Redis client with short timeouts, so an outage is seen quickly.
+
+    The pool blocks (up to 5 s) when all its connections are in use, rather than failing:
+    a reconnect storm of board clients waits its turn instead of getting errors.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        settings.redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=5.0,
+        socket_timeout=2.0,
+        socket_connect_timeout=2.0,
+        decode_responses=False,
     )
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: closed with it
 
 
 class Keys:
@@ -62,6 +72,11 @@ class Keys:
         return f"{self.prefix}alerts"
 
     @property
+    def audit(self) -> str:
+        """Every change made through the API, newest first (contract 7)."""
+        return f"{self.prefix}audit"
+
+    @property
     def notify_config(self) -> str:
         """The on-call configuration (the API writes it, the notifier reads it)."""
         return f"{self.prefix}notify:config"
@@ -77,6 +92,31 @@ class Keys:
     @property
     def actions(self) -> str:
         return f"{self.prefix}actions"
+
+    @property
+    def incidents(self) -> str:
+        """Incidents by id (contract 7): the notifier writes them, the API reads them."""
+        return f"{self.prefix}incidents"
+
+    @property
+    def notify_outbox(self) -> str:
+        """Deliveries waiting for their next attempt, scored by when it is due."""
+        return f"{self.prefix}notify:outbox"
+
+    @property
+    def notify_disabled(self) -> str:
+        """Endpoints that answered 410 Gone: nothing more is sent to them."""
+        return f"{self.prefix}notify:disabled"
+
+    @property
+    def notify_inbox(self) -> str:
+        """The demo lead's received pushes (newest first), shown by the inbox page."""
+        return f"{self.prefix}notify:inbox"
+
+    @property
+    def link_key(self) -> str:
+        """The key that signs one-tap links (made once by whichever service needs it first)."""
+        return f"{self.prefix}notify:link_key"
 
 
 class JsonHash(Generic[Model]):

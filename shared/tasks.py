@@ -21,6 +21,7 @@ class TaskGroup:
     def __init__(self) -> None:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.failed: dict[str, str] = {}  # task name -> what killed it
+        self._stopping = False
 
     def start(self, name: str, job: Job) -> asyncio.Task[None]:
         """Run `job` as the task `name`; its unexpected end is recorded and logged once."""
@@ -30,13 +31,22 @@ class TaskGroup:
         return task
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        if task.cancelled():
-            return
+        if self._stopping or self._tasks.get(task.get_name()) is not task:
+            return  # stopped by its owner, or replaced by a new task of the same name
         name = task.get_name()
-        exc = task.exception()
-        reason = f"{type(exc).__name__}: {exc}" if exc is not None else "returned"
+        exc = None if task.cancelled() else task.exception()
+        if task.cancelled():
+            reason = "cancelled"
+        else:
+            reason = f"{type(exc).__name__}: {exc}" if exc is not None else "returned"
         self.failed[name] = reason[:500]
         log.error("task %s died", name, exc_info=exc)
+
+    async def cancel(self, name: str) -> None:
+        """Stop one task on purpose (e.g. to start it anew): not counted as dead."""
+        task = self._tasks.pop(name, None)
+        if task is not None:
+            await cancel_all([task])
 
     def readiness(self) -> dict[str, bool]:
         """`task:<name>` False for each task that died (merged into `/readyz`)."""
@@ -44,6 +54,7 @@ class TaskGroup:
 
     async def stop(self) -> None:
         """Cancel every task and wait for it."""
+        self._stopping = True
         await cancel_all(list(self._tasks.values()))
         self._tasks.clear()
 

@@ -12,6 +12,7 @@ from services.api.auth import Tokens
 from services.api.fanout import Fanout, follow
 from services.api.settings import ApiSettings
 from services.api.state import ApiState
+from shared.consume import DeadLetters
 from shared.http import stack_ready
 from shared.kafka import ensure_topics, new_consumer, new_producer
 from shared.service import Running, build_app
@@ -44,7 +45,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         consumer = new_consumer(settings, group_id=None, auto_offset_reset="latest")
         await consumer.start()
         topics = (settings.topic(n) for n in ("metrics", "alerts", "actions"))
-        tasks.start("board-fanout", follow(fanout, consumer, *topics))
+        dlq = DeadLetters(api.producer, settings.topic("dlq"))
+        tasks.start("board-fanout", follow(fanout, consumer, dlq, *topics))
 
         async def stop() -> None:
             await consumer.stop()
@@ -63,6 +65,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         start,
         description="Queues, alerts, actions, settings, forecasts and staffing for floor "
         "managers and on-call leads. Every route takes `Authorization: Bearer <token>`.",
+        read_timeout_s=settings.api_read_timeout_s,
     )
     app.include_router(routes.router)
     app.include_router(board.router)

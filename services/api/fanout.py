@@ -11,7 +11,10 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
+from shared.consume import ConsumerLoop, DeadLetters, Poison
+from shared.messages.alerts import AlertChange
 from shared.timefmt import parse_ts
 
 log = logging.getLogger(__name__)
@@ -99,8 +102,49 @@ class Fanout:
         }
 
 
+def json_object(value: bytes | None) -> dict[str, Any]:
+    """A record's JSON object (anything else is poison)."""
+    try:
+        body = orjson.loads(value or b"")
+    except orjson.JSONDecodeError as exc:
+        raise Poison(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise Poison("not a JSON object")
+    return body
+
+
+@dataclass
+class Follower:
+    """Forwards new records of the metrics, alerts and actions topics to the board."""
+
+    fanout: Fanout
+    metrics: str
+    alerts: str
+    actions: str
+    pending: list[dict[str, Any]] = field(default_factory=list)
+
+    async def handle(self, record: ConsumerRecord, body: dict[str, Any]) -> None:
+        if record.topic == self.metrics:
+            self.pending.append(body)  # one board message per tick, sent after the poll
+        elif record.topic == self.alerts:
+            change = AlertChange.model_validate(body)  # ValidationError: dead-lettered
+            self.fanout.broadcast({"type": "alert", "alert": change.as_json()})
+        else:
+            self.fanout.broadcast({"type": "action", "action": body})
+
+    async def flush(self) -> None:
+        if self.pending:
+            snapshots, self.pending = self.pending, []
+            self.fanout.on_snapshots(snapshots)
+
+
 async def follow(
-    fanout: Fanout, consumer: AIOKafkaConsumer, metrics: str, alerts: str, actions: str
+    fanout: Fanout,
+    consumer: AIOKafkaConsumer,
+    dlq: DeadLetters,
+    metrics: str,
+    alerts: str,
+    actions: str,
 ) -> None:
     """Forward new records of the three topics to the board until cancelled."""
     topics = (metrics, alerts, actions)
@@ -109,21 +153,8 @@ async def follow(
     ]
     consumer.assign(parts)
     await consumer.seek_to_end(*parts)
-    while True:
-        batches = await consumer.getmany(timeout_ms=200)
-        snapshots: list[dict[str, Any]] = []
-        for tp, records in batches.items():
-            for record in records:
-                try:
-                    body = orjson.loads(record.value)
-                except orjson.JSONDecodeError:
-                    log.warning("undecodable record", extra={"topic": tp.topic})
-                    continue
-                if tp.topic == metrics:
-                    snapshots.append(body)
-                elif tp.topic == alerts:
-                    fanout.broadcast({"type": "alert", "alert": body})
-                else:
-                    fanout.broadcast({"type": "action", "action": body})
-        if snapshots:
-            fanout.on_snapshots(snapshots)
+    follower = Follower(fanout, metrics, alerts, actions)
+    loop = ConsumerLoop(
+        consumer, json_object, follower.handle, dlq, after_poll=follower.flush, poll_ms=100
+    )
+    await loop.run()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import asdict
 from typing import Annotated, Any, Literal, TypeVar
 
 import orjson
-from fastapi import APIRouter, Body, Depends, Query, Request
+from fastapi import APIRouter, Body, Depends, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 
 from services.api.auth import Principal
@@ -38,9 +40,18 @@ def state_of(request: Request) -> ApiState:
 State = Annotated[ApiState, Depends(state_of)]
 
 
+_bearer = HTTPBearer(auto_error=False, description="an API token: `name:role:secret`'s secret")
+
+
 def _principal(role: Literal["viewer", "lead", "admin"]) -> Any:  # Any: a FastAPI dependency
-    def dep(request: Request) -> Principal:
-        return state_of(request).tokens.require(bearer_token(request), role)
+    async def dep(
+        request: Request,
+        _: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    ) -> Principal:
+        api = state_of(request)
+        principal = api.tokens.require(bearer_token(request), role)
+        await api.admit(principal)
+        return principal
 
     return Depends(dep)
 
@@ -49,7 +60,26 @@ Viewer = Annotated[Principal, _principal("viewer")]
 Lead = Annotated[Principal, _principal("lead")]
 Admin = Annotated[Principal, _principal("admin")]
 
-router = APIRouter(prefix="/v1")
+
+class ErrorBody(BaseModel):
+    """Every error answer (contract 7)."""
+
+    error: str
+    errors: list[str] | None = None
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"description": text, "model": ErrorBody}
+    for status, text in (
+        (401, "missing or wrong bearer token"),
+        (403, "the token's role may not do this"),
+        (404, "not found, or outside the token's scope"),
+        (422, "invalid input: `errors` names each field and rule"),
+        (429, "the token's rate limit; retry after `Retry-After` seconds"),
+        (503, "Redis or the broker unavailable; retry after `Retry-After` seconds"),
+    )
+}
+router = APIRouter(prefix="/v1", responses=_ERRORS)
 
 
 def _rules(exc: ValidationError) -> list[str]:
@@ -101,33 +131,41 @@ def _validated(model: type[Model], body: dict[str, Any], what: str) -> Model:
     summary="Every queue's latest snapshot",
     responses=_example({"as_of": "2026-11-11T20:00:00.000Z", "queues": [SNAPSHOT_EXAMPLE]}),
 )
-async def list_queues(_: Viewer, api: State) -> JsonResponse:
-    snapshots = await api.snapshots()
+async def list_queues(who: Viewer, api: State) -> JsonResponse:
+    snapshots = [s for s in await api.snapshots() if api.visible(who, s)]
     as_of = max((str(s["as_of"]) for s in snapshots), default=None)
     return json_response({"as_of": as_of, "queues": snapshots})
 
 
 @router.get(
-    "/queues/{queue_id}",
+    "/queues/{queue_id:path}",
     summary="One queue's latest snapshot",
     responses=_example(SNAPSHOT_EXAMPLE),
 )
-async def get_queue(queue_id: str, _: Viewer, api: State) -> JsonResponse:
+async def get_queue(queue_id: str, who: Viewer, api: State) -> JsonResponse:
     raw = await api.redis.hget(api.keys.snapshots, queue_id)
-    if raw is None:
+    if raw is None or not api.visible(who, orjson.loads(raw)):
         raise ApiError(404, f"queue {queue_id!r}: no snapshot yet")
     return json_response(orjson.loads(raw))
 
 
 @router.get("/alerts", summary="Alerts, active (default) or all")
 async def list_alerts(
-    _: Viewer, api: State, state: Literal["active", "all"] = "active"
+    who: Viewer, api: State, state: Literal["active", "all"] = "active"
 ) -> JsonResponse:
-    return json_response({"alerts": await api.alerts(active_only=state == "active")})
+    alerts = await api.alerts(active_only=state == "active")
+    if who.scoped:
+        seen = {str(s["queue_id"]) for s in await api.snapshots() if api.visible(who, s)}
+        alerts = [a for a in alerts if a["queue_id"] in seen]
+    return json_response({"alerts": alerts})
 
 
-@router.post("/alerts/{alert_id}/ack", summary="Acknowledge an alert (lead)")
+@router.post("/alerts/{alert_id:path}/ack", summary="Acknowledge an alert (lead)")
 async def ack_alert(alert_id: str, who: Lead, api: State) -> JsonResponse:
+    if who.scoped:
+        raw = await api.redis.hget(api.keys.alerts, alert_id)
+        if raw is not None:
+            await api.check_queue(who, AlertRecord.model_validate_json(raw).queue_id)
     at = api.clock()
     acked: list[AlertChange] = []
 
@@ -154,6 +192,7 @@ async def ack_alert(alert_id: str, who: Lead, api: State) -> JsonResponse:
         raise ApiError(404, f"alert {alert_id!r} not found")
     for change in acked:
         await api.publish("alerts", change.queue_id, change.as_json())
+        await api.audit(who, "alert.ack", alert_id, None, {"acknowledged_by": who.name})
     return json_response(orjson.loads(stored))
 
 
@@ -211,34 +250,48 @@ async def reject(action_id: str, who: Lead, api: State) -> JsonResponse:
     },
 )
 async def put_forecast(
-    _: Admin, api: State, body: Annotated[dict[str, Any], Body()]
+    who: Admin, api: State, body: Annotated[dict[str, Any], Body()]
 ) -> JsonResponse:
     forecast = _validated(Forecast, body, "forecast")
+    await api.check_queue(who, forecast.queue_id)
+    before = await api.redis.hget(api.keys.forecasts, forecast.queue_id)
     await api.redis.hset(api.keys.forecasts, forecast.queue_id, forecast.model_dump_json())
+    await api.audit(
+        who,
+        "forecast.put",
+        forecast.queue_id,
+        orjson.loads(before) if before else None,
+        forecast.model_dump(mode="json"),
+    )
     return json_response(forecast.model_dump(mode="json"))
 
 
-@router.get("/settings/queues/{queue_id}", summary="A queue's settings (defaults when unset)")
-async def get_settings(queue_id: str, _: Viewer, api: State) -> JsonResponse:
+@router.get("/settings/queues/{queue_id:path}", summary="A queue's settings (defaults when unset)")
+async def get_settings(queue_id: str, who: Viewer, api: State) -> JsonResponse:
+    await api.check_queue(who, queue_id)
     return json_response((await api.queue_settings(queue_id)).model_dump())
 
 
 @router.put(
-    "/settings/queues/{queue_id}",
+    "/settings/queues/{queue_id:path}",
     summary="Change a queue's settings (admin); a partial object changes only what it names",
     openapi_extra={
         "requestBody": {"content": {"application/json": {"example": {"sl_alert_below": 0.8}}}}
     },
 )
 async def put_settings(
-    queue_id: str, _: Admin, api: State, body: Annotated[dict[str, Any], Body()]
+    queue_id: str, who: Admin, api: State, body: Annotated[dict[str, Any], Body()]
 ) -> JsonResponse:
+    if not 1 <= len(queue_id) <= 256:
+        raise ApiError(422, "queue_id: 1 to 256 characters")
+    await api.check_queue(who, queue_id)
     current = await api.queue_settings(queue_id)
     try:
         updated = current.updated(body)
     except ValidationError as exc:
         raise ApiError(422, "invalid settings", _rules(exc)) from None
     await api.redis.hset(api.keys.queue_settings, queue_id, updated.model_dump_json())
+    await api.audit(who, "settings.put", queue_id, current.model_dump(), updated.model_dump())
     return json_response(updated.model_dump())
 
 
@@ -262,12 +315,30 @@ async def get_notify_config(_: Admin, api: State) -> JsonResponse:
 
 @router.put("/notify/config", summary="Set alert routing, rota and channels (admin)")
 async def put_notify_config(
-    _: Admin, api: State, body: Annotated[dict[str, Any], Body()]
+    who: Admin, api: State, body: Annotated[dict[str, Any], Body()]
 ) -> JsonResponse:
     config = _validated(NotifyConfig, body, "notify config")
     config_key = api.keys.notify_config
+    before = await api.redis.get(config_key)
     await api.redis.set(config_key, config.model_dump_json())
+    await api.audit(
+        who,
+        "notify_config.put",
+        "notify",
+        orjson.loads(before) if before else None,
+        config.model_dump(mode="json"),
+    )
     return json_response(config.model_dump(mode="json"))
+
+
+MAX_AGENTS = 10_000  # plenty for a real centre; bounds the math a viewer can ask for
+
+
+@router.get("/audit", summary="Every change made through the API, newest first (admin)")
+async def audit_log(
+    _: Admin, api: State, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> JsonResponse:
+    return json_response({"entries": await api.audit_log(limit)})
 
 
 @router.get(
@@ -297,14 +368,32 @@ async def put_notify_config(
 )
 async def staffing(
     _: Viewer,
-    arrivals_per_hour: Annotated[float, Query(ge=0, le=10_000_000)],
+    arrivals_per_hour: Annotated[float, Query(ge=0, le=1_000_000)],
     aht_s: Annotated[float, Query(gt=0, le=86400)],
-    agents: Annotated[int, Query(ge=0, le=100_000)],
+    agents: Annotated[int, Query(ge=0, le=MAX_AGENTS)],
     threshold_s: Annotated[float, Query(ge=0, le=86400)] = 30,
     target: Annotated[float, Query(gt=0, lt=1)] = 0.8,
     patience_s: Annotated[float | None, Query(gt=0, le=86400)] = None,
 ) -> JsonResponse:
-    rate = arrivals_per_hour / 3600.0
+    # heavy math off the event loop, in a worker thread, bounded by the inputs' limits
+    body = await asyncio.to_thread(
+        _staffing, arrivals_per_hour / 3600.0, aht_s, agents, threshold_s, target, patience_s
+    )
+    return json_response(body)
+
+
+def _staffing(
+    rate: float,
+    aht_s: float,
+    agents: int,
+    threshold_s: float,
+    target: float,
+    patience_s: float | None,
+) -> dict[str, Any]:
+    if rate * aht_s > MAX_AGENTS:
+        raise ApiError(
+            422, f"load {rate * aht_s:.0f} erlangs: at most {MAX_AGENTS} (arrivals x AHT)"
+        )
     try:
         c = erlang_c(agents, rate, aht_s, threshold_s)
         body: dict[str, Any] = {
@@ -324,7 +413,7 @@ async def staffing(
             }
     except ValueError as exc:
         raise ApiError(422, str(exc)) from None
-    return json_response(body)
+    return body
 
 
 def _perf(values: dict[str, Any], with_abandon: bool) -> dict[str, Any]:

@@ -10,13 +10,18 @@ from typing import Any
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
+from limits import RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 
-from services.api.auth import Tokens
+from services.api.auth import Principal, Tokens
 from services.api.fanout import Fanout
 from services.api.settings import ApiSettings
+from shared.errors import NotFound, TooMany
 from shared.kafka import dumps
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
 from shared.store import Keys
+from shared.timefmt import iso_ms
 
 
 @dataclass
@@ -28,6 +33,55 @@ class ApiState:
     fanout: Fanout
     producer: AIOKafkaProducer | None = None
     clock: Callable[[], float] = field(default=time.time)
+    # per API process: N instances behind a balancer allow N times the rate, at most
+    limiter: MovingWindowRateLimiter = field(
+        default_factory=lambda: MovingWindowRateLimiter(MemoryStorage())
+    )
+
+    async def admit(self, principal: Principal) -> None:
+        """Count one request against the token's rate limit; 429 beyond it."""
+        rate = self.settings.api_rate_per_s
+        limit = RateLimitItemPerSecond(max(1, round(rate * 10)), 10)  # bursts of 10x
+        if not await self.limiter.hit(limit, principal.name):
+            stats = await self.limiter.get_window_stats(limit, principal.name)
+            wait = max(1.0, stats.reset_time - time.time())
+            raise TooMany(f"rate limit of {rate:g} requests/s for this token exceeded", wait)
+
+    async def audit(
+        self, who: Principal, what: str, target: str, before: object, after: object
+    ) -> None:
+        """Keep one change in the audit log (`GET /v1/audit`): who, what, when, before, after."""
+        entry = {
+            "at": iso_ms(self.clock()),
+            "who": who.name,
+            "role": who.role,
+            "what": what,
+            "target": target,
+            "before": before,
+            "after": after,
+        }
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lpush(self.keys.audit, dumps(entry))
+        pipe.ltrim(self.keys.audit, 0, self.settings.audit_keep - 1)
+        await pipe.execute()
+
+    async def audit_log(self, limit: int) -> list[dict[str, Any]]:
+        return [orjson.loads(v) for v in await self.redis.lrange(self.keys.audit, 0, limit - 1)]
+
+    def visible(self, who: Principal, snapshot: dict[str, Any]) -> bool:
+        """Whether a scoped token sees this queue (by its id, or the sites it serves)."""
+        if not who.scoped:
+            return True
+        return who.sees(str(snapshot.get("queue_id")), snapshot.get("by_site") or {})
+
+    async def check_queue(self, who: Principal, queue_id: str) -> None:
+        """404 for a queue outside the token's scope, as if it did not exist."""
+        if not who.scoped:
+            return
+        raw = await self.redis.hget(self.keys.snapshots, queue_id)
+        snapshot = orjson.loads(raw) if raw else {"queue_id": queue_id}
+        if not self.visible(who, snapshot):
+            raise NotFound(f"queue {queue_id!r} not found")
 
     async def snapshots(self) -> list[dict[str, Any]]:  # Any: snapshot JSON
         raw = await self.redis.hgetall(self.keys.snapshots)

@@ -27,7 +27,7 @@ from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
 from shared.messages.alerts import AlertChange, AlertRecord, apply_change
 from shared.queue_settings import QueueSettings
 from shared.store import JsonHash, Keys, atomic_update, text
-from shared.tasks import TaskGroup, cancel_all
+from shared.tasks import TaskGroup
 from shared.timefmt import whole_ms
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,11 @@ class MonitorMetrics:
         )
         self.tier = Gauge(
             "floorwatch_queue_surge_tier", "surge tier", ["queue_id"], registry=registry
+        )
+        self.redis_errors = Counter(
+            "floorwatch_monitor_redis_errors",
+            "ticks that could not read or write Redis",
+            registry=registry,
         )
 
 
@@ -100,6 +105,26 @@ class _Rewind(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ship
 
 
 @dataclass
+class Unstored:
+    """What the ticks computed and Redis has not stored yet (empty while Redis is up)."""
+
+    snapshots: dict[str, bytes] = field(default_factory=dict)
+    states: set[str] = field(default_factory=set)
+    changes: list[AlertChange] = field(default_factory=list)
+    as_of: str | None = None
+
+    def add(self, out: TickOutput, snapshots: dict[str, bytes]) -> None:
+        self.snapshots.update(snapshots)
+        self.states.update(c.queue_id for c in out.changes)
+        self.changes.extend(out.changes)
+        self.as_of = str(out.queues_json()["as_of"])
+
+    @property
+    def empty(self) -> bool:
+        return not (self.snapshots or self.states or self.changes or self.as_of)
+
+
+@dataclass
 class MonitorShell:
     """Owns the consumers, the producer, Redis and the tick loop."""
 
@@ -117,6 +142,7 @@ class MonitorShell:
     reload_states: bool = False
     partitioner: DefaultPartitioner = field(default_factory=DefaultPartitioner)
     tasks: TaskGroup = field(default_factory=TaskGroup)
+    unstored: Unstored = field(default_factory=lambda: Unstored())
 
     def __post_init__(self) -> None:
         self.monitor = Monitor(grace_s=self.settings.monitor_grace_s)
@@ -172,16 +198,14 @@ class MonitorShell:
             before = positions
             if strikes >= patience:
                 log.warning("events consumer stalled with lag; recreating it")
-                if self.consume_task is not None:
-                    await cancel_all([self.consume_task])
+                await self.tasks.cancel("consume-events")
                 await consumer.stop()
                 await self.open_consumer()
                 self.start_consuming()
                 before, strikes = None, 0
 
     async def stop(self) -> None:
-        if self.consume_task is not None:
-            await cancel_all([self.consume_task])
+        await self.tasks.cancel("consume-events")
         for client in (self.agents, self.consumer, self.producer):
             if client is not None:
                 await client.stop()
@@ -230,22 +254,21 @@ class MonitorShell:
         return lambda q: self.partitioner(q.encode(), every, every) in mine
 
     async def tick(self, now: float) -> TickOutput:
-        """Compute, then publish snapshots and alert changes for the queues it owns."""
+        """Compute, publish snapshots and alert changes for the queues it owns, then store
+        them in Redis. Without Redis it keeps ticking, publishing and alerting on the last
+        known settings; what Redis missed is written once it is back."""
         started = time.perf_counter()
-        await self.load_config()
-        if self.reload_states:
-            self.reload_states = False
-            await self.load_alert_states()
+        await self.refresh_from_redis()
         out = self.monitor.tick(now, self.owner())
         producer = self.producer
         assert producer is not None  # noqa: S101  # started before ticking
         metrics_topic, alerts_topic = self.settings.topic("metrics"), self.settings.topic("alerts")
-        pipe = self.redis.pipeline(transaction=False)
+        snapshots: dict[str, bytes] = {}
         for snap in out.snapshots:
             queue_id = str(snap["queue_id"])
             body = dumps(snap)
+            snapshots[queue_id] = body
             await producer.send(metrics_topic, body, key=queue_id.encode())
-            pipe.hset(self.keys.snapshots, queue_id, body)
             self.metrics.tier.labels(queue_id).set(float(snap["surge"]["tier"]))  # type: ignore[index]
         for queue_id, stats in out.stats.items():
             rate = stats.windows[stats.settings.primary_window_s].answer_rate_live
@@ -256,15 +279,48 @@ class MonitorShell:
             await producer.send(
                 alerts_topic, change.model_dump_json().encode(), key=change.queue_id.encode()
             )
-            state = self.monitor.states[change.queue_id]
-            pipe.hset(self.keys.alert_states, change.queue_id, dumps(state.as_json()))
-            await self.record_alert(change)
-        pipe.set(self.keys.snapshots_as_of, dumps(out.queues_json()["as_of"]))
         await producer.flush()
-        await pipe.execute()
+        self.unstored.add(out, snapshots)
         self.last_tick = out
+        await self.store()
         self.metrics.tick_seconds.observe(time.perf_counter() - started)
         return out
+
+    async def refresh_from_redis(self) -> None:
+        """Settings, forecasts and (after a rebalance) tier states; the last known ones
+        stay in force while Redis is away."""
+        try:
+            await self.load_config()
+            if self.reload_states:
+                await self.load_alert_states()
+                self.reload_states = False
+        except RedisError:
+            self.metrics.redis_errors.inc()
+            log.warning("redis unavailable; ticking on the last known settings")
+
+    async def store(self) -> None:
+        """Write snapshots, tier states and alert records to Redis (what readers need now)."""
+        pending = self.unstored
+        if pending.empty:
+            return
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            if pending.snapshots:
+                pipe.hset(self.keys.snapshots, mapping=pending.snapshots)  # type: ignore[arg-type]
+            for queue_id in pending.states:
+                state = self.monitor.states[queue_id]
+                pipe.hset(self.keys.alert_states, queue_id, dumps(state.as_json()))
+            if pending.as_of is not None:
+                pipe.set(self.keys.snapshots_as_of, dumps(pending.as_of))
+            await pipe.execute()
+            while pending.changes:
+                await self.record_alert(pending.changes[0])
+                pending.changes.pop(0)
+        except RedisError:
+            self.metrics.redis_errors.inc()
+            log.warning("redis unavailable; snapshots and alert records kept for later")
+            return
+        self.unstored = Unstored()
 
     async def record_alert(self, change: AlertChange) -> None:
         """Fold a transition into the alert's record in Redis, atomically: the API's
