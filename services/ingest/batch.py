@@ -1,22 +1,34 @@
-"""The pure part of ingest: a request body in, valid events and rejections out (contract 2)."""
+"""The pure part of ingest: a request body in, valid events and rejections out (contract 1, 2)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import get_args
 
 import orjson
 
 from services.ingest.adapters import AdapterError
-from shared.events import AgentEvent, CallEvent, InvalidEvent, parse_event
+from shared.errors import BadRequest, TooLarge
+from shared.events import AgentEvent, AgentSkillsChanged, CallEvent, InvalidEvent, parse_event
+
+MAX_DEPTH = 32  # contract 1: JSON nesting at most 32 deep (the event object is level 1)
+MAX_TEXT = 256  # contract 1: strings at most 256 characters, pass-through fields aside
 
 
-class RequestError(ValueError):
-    """The request as a whole is refused; `status` is the HTTP status to answer."""
+# every field the contract names on some event type; any other field is passed through
+DECLARED = frozenset(
+    name for model in get_args(CallEvent | AgentEvent) for name in model.model_fields
+)
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
+
+@dataclass(frozen=True)
+class Bounds:
+    """Ingest's clock and the contract's bounds on `ts` (section 1)."""
+
+    now: float
+    max_future_skew_s: float
+    max_age_s: float
 
 
 @dataclass(frozen=True)
@@ -43,10 +55,10 @@ def split_body(body: bytes, max_events: int) -> list[object]:
     try:
         raw = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise RequestError(400, f"body is not JSON: {exc}") from None
+        raise BadRequest(f"body is not JSON: {exc}") from None
     if isinstance(raw, list):
         if len(raw) > max_events:
-            raise RequestError(413, f"{len(raw)} events in one request; at most {max_events}")
+            raise TooLarge(f"{len(raw)} events in one request; at most {max_events}")
         return list(raw)
     return [raw]
 
@@ -56,15 +68,58 @@ def split_lines(body: bytes, max_lines: int) -> list[str]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise RequestError(400, "body is not UTF-8 text") from None
+        raise BadRequest("body is not UTF-8 text") from None
     lines = [line for line in text.splitlines() if line.strip()]
     if len(lines) > max_lines:
-        raise RequestError(413, f"{len(lines)} lines in one request; at most {max_lines}")
+        raise TooLarge(f"{len(lines)} lines in one request; at most {max_lines}")
     return lines
 
 
-def validate_items(items: list[object], source: str) -> Batch:
-    """Validate every item on its own; fill `source` from the credential when absent."""
+def nested_deeper_than(value: dict[str, object] | list[object], limit: int) -> bool:
+    """True when containers nest more than `limit` deep in `value` (itself 1 deep)."""
+    stack: list[tuple[dict[str, object] | list[object], int]] = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = current.values() if isinstance(current, dict) else current
+        for child in children:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
+
+
+def bound_errors(item: Mapping[str, object]) -> list[str]:
+    """Contract 1's bounds on one event object: nesting depth and declared strings' length."""
+    errors: list[str] = []
+    for name, value in item.items():
+        if isinstance(value, dict | list) and nested_deeper_than(value, MAX_DEPTH - 1):
+            errors.append(f"{name}: JSON nesting deeper than {MAX_DEPTH} levels")
+        elif isinstance(value, str) and len(value) > MAX_TEXT and name in DECLARED:
+            errors.append(f"{name}: at most {MAX_TEXT} characters")
+    return errors
+
+
+def ts_errors(epoch: float, bounds: Bounds) -> list[str]:
+    """`ts` within `max_future_skew_s` ahead of ingest's clock and `max_age_s` behind it."""
+    if epoch > bounds.now + bounds.max_future_skew_s:
+        ahead = f"{bounds.max_future_skew_s:g} s ahead of ingest's clock"
+        return [f"ts: more than {ahead} (max_future_skew_s)"]
+    if epoch < bounds.now - bounds.max_age_s:
+        return [f"ts: more than {bounds.max_age_s:g} s behind ingest's clock (max_age_s)"]
+    return []
+
+
+def queues_named(event: CallEvent | AgentEvent) -> list[str]:
+    """The queue ids an event makes the monitor keep figures for (its queue, an agent's skills)."""
+    if isinstance(event, AgentSkillsChanged):
+        return sorted({s.queue_id for s in event.skills} | set(event.serving or ()))
+    queue_id = getattr(event, "queue_id", None)
+    return [queue_id] if isinstance(queue_id, str) else []
+
+
+def validate_items(items: list[object], source: str, bounds: Bounds) -> Batch:
+    """Validate every item on its own; `source` is always the credential's (contract 1)."""
     batch = Batch()
     seen: set[tuple[str | None, str]] = set()
     for index, item in enumerate(items):
@@ -76,13 +131,21 @@ def validate_items(items: list[object], source: str) -> Batch:
         event_id = None
         if isinstance(item, dict):
             candidate = item.get("event_id")
-            event_id = candidate if isinstance(candidate, str) else None
-            if item.get("source") is None:
-                item = {**item, "source": source}
+            event_id = candidate[:128] if isinstance(candidate, str) else None
+            errors = bound_errors(item)
+            if errors:
+                batch.rejected.append(Rejection(index, event_id, errors))
+                continue
+            # a body's `source` is never trusted: another system's ids are not ours to claim
+            item = {**item, "source": source}
         try:
             event = parse_event(item)
         except InvalidEvent as exc:
             batch.rejected.append(Rejection(index, event_id, exc.errors))
+            continue
+        errors = ts_errors(event.epoch, bounds)
+        if errors:
+            batch.rejected.append(Rejection(index, event_id, errors))
             continue
         key = (event.source, event.event_id)
         if key in seen:

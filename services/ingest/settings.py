@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.settings import CommonSettings, parse_pairs
 
@@ -22,11 +22,40 @@ class IngestSettings(CommonSettings):
     ingest_dedup_ttl_s: int = Field(
         2 * 3600, ge=1, description="how long an event_id is remembered (>= longest window)"
     )
+    # contract 1: bounds on what one event may hold
+    ingest_max_future_skew_s: float = Field(
+        300.0, ge=0, description="`ts` at most this far ahead of ingest's clock"
+    )
+    ingest_max_age_s: float = Field(
+        7 * 86400.0, gt=0, description="`ts` at most this far behind ingest's clock"
+    )
+    ingest_max_queues: int = Field(
+        5000, ge=1, description="distinct queue ids; a new one beyond this is refused"
+    )
+    # contract 2: each token's rate, and a bound on work in flight (overload)
+    ingest_rate_per_s: int = Field(2000, ge=1, description="events a second per token")
+    ingest_rate_burst: int = Field(
+        10, ge=1, description="bursts of this many seconds' worth of events"
+    )
+    ingest_max_in_flight: int = Field(
+        2000, ge=1, description="events being validated and produced at once; more is a 429"
+    )
 
     twilio_auth_token: str = Field("", description="checks X-Twilio-Signature; empty: adapter off")
     twilio_callback_url: str = Field(
         "", description="the callback URL as Twilio calls it (behind a proxy); default: as received"
     )
+
+    @model_validator(mode="after")
+    def _one_request_fits(self) -> IngestSettings:
+        most = self.ingest_max_events
+        if self.ingest_rate_per_s * self.ingest_rate_burst < most:
+            raise ValueError(
+                f"ingest_rate_per_s x ingest_rate_burst must be >= {most} (max_events)"
+            )
+        if self.ingest_max_in_flight < most:
+            raise ValueError(f"ingest_max_in_flight must be >= {most} (ingest_max_events)")
+        return self
 
     @field_validator("ingest_tokens")
     @classmethod

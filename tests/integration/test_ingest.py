@@ -14,10 +14,15 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared.localstack import LocalStack, kafka_server
-from tests.conftest import iso
+from tests.conftest import T0, iso
 from tests.integration.conftest import serve
 
 AUTH = {"Authorization": "Bearer s3cret"}
+NOW = T0.timestamp() + 60  # ingest's clock in these tests: a minute after 20:00:00Z
+
+
+def clock() -> float:
+    return NOW
 
 
 def queued(n: int, queue: str = "billing") -> dict[str, object]:
@@ -42,7 +47,7 @@ def settings_for(bootstrap: str, redis_url: str, prefix: str) -> IngestSettings:
 
 @pytest.fixture
 async def ingest(stack: LocalStack, prefix: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings_for(stack.bootstrap, stack.redis_url, prefix))
+    app = create_app(settings_for(stack.bootstrap, stack.redis_url, prefix), clock)
     async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
         yield client
 
@@ -141,8 +146,8 @@ async def test_mixed_batch_keeps_valid_events_and_names_each_error(
                 "event_id": None,
                 "errors": [
                     "type: must be one of call.queued, call.answered, call.abandoned, "
-                    "call.overflowed, call.callback_requested, call.ended, agent.state, "
-                    "agent.skills"
+                    "call.overflowed, call.callback_requested, call.callback_completed, "
+                    "call.ended, agent.state, agent.skills"
                 ],
             },
             {"index": 5, "event_id": None, "errors": ["event must be a JSON object"]},
@@ -262,7 +267,7 @@ async def test_broker_outage_is_503_then_every_event_lands_once(
     broker = kafka_server(tmp_path)
     broker.start()
     bootstrap = f"127.0.0.1:{broker.port}"
-    app = create_app(settings_for(bootstrap, stack.redis_url, prefix))
+    app = create_app(settings_for(bootstrap, stack.redis_url, prefix), clock)
     try:
         async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
             first = await client.post("/v1/events", json=[queued(1), queued(2)], headers=AUTH)
@@ -293,7 +298,14 @@ not a queue log line
 """
 
 
-async def test_asterisk_queue_log_lines_become_events(
+async def test_asterisk_queue_log_lines_become_events(stack: LocalStack, prefix: str) -> None:
+    settings = settings_for(stack.bootstrap, stack.redis_url, prefix)
+    app = create_app(settings, lambda: 1762891500.0)  # the log's own day, 2025-11-11
+    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as ingest:
+        await asterisk_lines_become_events(ingest, stack, prefix)
+
+
+async def asterisk_lines_become_events(
     ingest: httpx.AsyncClient, stack: LocalStack, prefix: str
 ) -> None:
     r = await ingest.post("/v1/adapters/asterisk/queue_log", content=QUEUE_LOG, headers=AUTH)
@@ -334,7 +346,8 @@ async def test_twilio_taskrouter_callbacks_are_signed(stack: LocalStack, prefix:
     )
     form = {"EventType": "reservation.accepted", "Sid": "EV1", "Timestamp": "1762891212", "TaskSid": "WT1",
             "TaskQueueName": "billing", "WorkerName": "ann", "TaskAge": "14"}  # fmt: skip
-    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+    app = create_app(settings, lambda: 1762891300.0)  # the callback's own day, 2025-11-11
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
         bad = await client.post(
             "/v1/adapters/twilio/taskrouter", data=form, headers={"X-Twilio-Signature": "nope"}
         )
