@@ -175,7 +175,7 @@ def taskrouter_items(params: Mapping[str, str], book: Tasks | None = None) -> li
             return [AdapterError("reservation.accepted: WorkerName missing")]
         book.remember(task, _Task(queue, worker, now))
         out: list[Item] = [{**call, "type": "call.answered", "agent_id": worker, **waited}]
-        if queue not in book.learnt.get(worker, set()):
+        if queue not in book.learnt.get(worker, set()) | book.skills.get(worker, {}).keys():
             book.learnt.setdefault(worker, set()).add(queue)
             out.append({**base, "event_id": event_id("tr", sid, "skills"),
                         "type": "agent.skills", "agent_id": worker,
