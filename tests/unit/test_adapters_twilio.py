@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twilio.request_validator import RequestValidator
+from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
 from services.ingest.adapters import AdapterError
 from services.ingest.twilio import Tasks, signature, taskrouter_items
