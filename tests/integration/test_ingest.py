@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
+from shared.events import decode_event
 from shared.localstack import LocalStack, kafka_server
 from tests.conftest import T0, iso
 from tests.integration.conftest import serve
@@ -368,3 +371,302 @@ async def test_twilio_taskrouter_callbacks_are_signed(stack: LocalStack, prefix:
         "event_id": "tr:EV1", "type": "call.answered", "ts": "2025-11-11T20:00:12Z", "call_id": "WT1",
         "queue_id": "billing", "agent_id": "ann", "wait_s": 14.0, "source": "twilio",
     }  # fmt: skip
+
+
+# ---- issue 13: bounds, lost ids, strict numbers, source, rate, queue cap, overload ------
+
+
+def answered(n: int, **fields: object) -> dict[str, object]:
+    return {
+        "event_id": f"a{n}",
+        "type": "call.answered",
+        "ts": iso(n),
+        "call_id": f"c{n}",
+        "queue_id": "billing",
+        "agent_id": "ann",
+        **fields,
+    }
+
+
+def nested(levels: int) -> object:
+    """`levels` objects one inside the other: {"a": {"a": ... 1}}."""
+    value: object = 1
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
+async def test_ts_is_bounded_by_ingest_clock(
+    ingest: httpx.AsyncClient, stack: LocalStack, prefix: str
+) -> None:
+    # the clock is 20:01:00Z: 300 s ahead is 20:06:00Z, 7 days (604,800 s) behind 20:01:00Z
+    week = 7 * 86400
+    pinned = {"event_id": "s1", "type": "agent.state", "ts": "2099-01-01T00:00:00Z",
+              "agent_id": "ann", "state": "available"}  # fmt: skip
+    body = [queued(360), queued(361), queued(60 - week), queued(59 - week), pinned]
+    r = await ingest.post("/v1/events", json=body, headers=AUTH)
+    ahead = "ts: more than 300 s ahead of ingest's clock (max_future_skew_s)"
+    behind = "ts: more than 604800 s behind ingest's clock (max_age_s)"
+    assert (r.status_code, r.json()) == (
+        202,
+        {
+            "accepted": 2,
+            "duplicates": 0,
+            "rejected": [
+                {"index": 1, "event_id": "e361", "errors": [ahead]},
+                {"index": 3, "event_id": f"e{59 - week}", "errors": [behind]},
+                {"index": 4, "event_id": "s1", "errors": [ahead]},
+            ],
+        },
+    )
+    calls = await read_topic(stack.bootstrap, prefix + "events", 2)
+    assert sorted(str(v["ts"]) for _, v in calls) == [
+        "2026-11-04T20:01:00Z",
+        "2026-11-11T20:06:00Z",
+    ]
+
+
+async def test_deep_nesting_is_422_for_that_event_and_a_corrected_retry_is_accepted(
+    ingest: httpx.AsyncClient, stack: LocalStack, prefix: str
+) -> None:
+    # the event object is level 1: 31 levels inside it make 32 (allowed), 32 make 33
+    ok = {**queued(1), "extra": nested(31)}
+    deep = {**queued(2), "extra": nested(32)}
+    very = {**queued(3), "extra": nested(256)}
+    too_deep = "extra: JSON nesting deeper than 32 levels"
+    alone = await ingest.post("/v1/events", json=very, headers=AUTH)
+    assert (alone.status_code, alone.json()) == (
+        422,
+        {"accepted": 0, "duplicates": 0, "rejected": [{"index": 0, "event_id": "e3", "errors": [too_deep]}]},
+    )  # fmt: skip
+    r = await ingest.post("/v1/events", json=[ok, deep, very], headers=AUTH)
+    assert (r.status_code, r.json()) == (
+        202,
+        {
+            "accepted": 1,
+            "duplicates": 0,
+            "rejected": [
+                {"index": 1, "event_id": "e2", "errors": [too_deep]},
+                {"index": 2, "event_id": "e3", "errors": [too_deep]},
+            ],
+        },
+    )
+    # the sender fixes the two and sends all three again: only e1 is a duplicate
+    retry = await ingest.post("/v1/events", json=[ok, queued(2), queued(3)], headers=AUTH)
+    assert retry.json() == {"accepted": 2, "duplicates": 1, "rejected": []}
+    records = await read_topic(stack.bootstrap, prefix + "events", 3)
+    assert sorted(str(v["event_id"]) for _, v in records) == ["e1", "e2", "e3"]
+    assert [v["extra"] for _, v in records if v["event_id"] == "e1"] == [nested(31)]
+
+
+async def test_strings_are_bounded_except_pass_through_fields(
+    ingest: httpx.AsyncClient, stack: LocalStack, prefix: str
+) -> None:
+    agent = {"event_id": "s1", "type": "agent.state", "ts": iso(1), "agent_id": "ann",
+             "state": "not_ready", "reason": "r" * 256}  # fmt: skip
+    body = [
+        {**queued(1), "site": "s" * 256, "notes": "n" * 100_000},
+        {**queued(2), "site": "s" * 257},
+        agent,
+        {**agent, "event_id": "s2", "reason": "r" * 257},
+        {**queued(3), "queue_id": "q" * 257},
+    ]
+    r = await ingest.post("/v1/events", json=body, headers=AUTH)
+    assert r.json() == {
+        "accepted": 2,
+        "duplicates": 0,
+        "rejected": [
+            {"index": 1, "event_id": "e2", "errors": ["site: at most 256 characters"]},
+            {"index": 3, "event_id": "s2", "errors": ["reason: at most 256 characters"]},
+            {"index": 4, "event_id": "e3", "errors": ["queue_id: at most 256 characters"]},
+        ],
+    }
+    (call,) = await read_topic(stack.bootstrap, prefix + "events", 1)
+    assert (len(str(call[1]["site"])), len(str(call[1]["notes"]))) == (256, 100_000)
+
+
+async def test_numbers_must_be_finite_json_numbers_and_nothing_acked_is_dead_lettered(
+    ingest: httpx.AsyncClient, stack: LocalStack, prefix: str
+) -> None:
+    ended = {"event_id": "n1", "type": "call.ended", "ts": iso(9), "call_id": "c9",
+             "queue_id": "billing", "agent_id": "ann", "talk_s": "12"}  # fmt: skip
+    body = [
+        answered(1, wait_s="inf"),
+        answered(2, wait_s="Infinity"),
+        answered(3, wait_s="1e309"),
+        answered(4, wait_s="12"),
+        answered(5, wait_s=12),
+        {**queued(6), "priority": "1"},
+        ended,
+        {**queued(7), "priority": 0, "extra": [1.5, "inf", None]},
+    ]
+    r = await ingest.post("/v1/events", json=body, headers=AUTH)
+    number = ["wait_s: must be a number"]
+    assert (r.status_code, r.json()) == (
+        202,
+        {
+            "accepted": 2,
+            "duplicates": 0,
+            "rejected": [
+                {"index": 0, "event_id": "a1", "errors": number},
+                {"index": 1, "event_id": "a2", "errors": number},
+                {"index": 2, "event_id": "a3", "errors": number},
+                {"index": 3, "event_id": "a4", "errors": number},
+                {"index": 5, "event_id": "e6", "errors": ["priority: must be a whole number"]},
+                {"index": 6, "event_id": "n1", "errors": ["talk_s: must be a number"]},
+            ],
+        },
+    )
+    # a bare 1e309 is no JSON number orjson can hold: the body is refused as a whole
+    raw = orjson.dumps(answered(8)).replace(b'"agent_id"', b'"wait_s":1e309,"agent_id"')
+    whole = await ingest.post("/v1/events", content=raw, headers=AUTH)
+    assert whole.status_code == 400
+    assert whole.json()["error"].startswith("body is not JSON: number is infinity")
+    # every acknowledged event decodes as the monitor decodes it: nothing for its DLQ
+    records = await read_topic(stack.bootstrap, prefix + "events", 2)
+    decoded = [decode_event(orjson.dumps(v)) for _, v in records]
+    assert sorted((e.event_id, getattr(e, "wait_s", None)) for e in decoded) == [
+        ("a5", 12.0),
+        ("e7", None),
+    ]
+
+
+async def test_source_is_always_the_credentials(
+    ingest: httpx.AsyncClient, stack: LocalStack, prefix: str
+) -> None:
+    forged = {**queued(1), "source": "pbx-b"}
+    r1 = await ingest.post("/v1/events", json=forged, headers=AUTH)
+    assert r1.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    # pbx-b's own e1 is its own event, not a duplicate of what pbx-a claimed in its name
+    other = {"Authorization": "Bearer other"}
+    r2 = await ingest.post("/v1/events", json=queued(1), headers=other)
+    assert r2.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    records = await read_topic(stack.bootstrap, prefix + "events", 2)
+    assert sorted(str(v["source"]) for _, v in records) == ["pbx-a", "pbx-b"]
+
+
+async def test_rate_limit_per_token_is_429_with_retry_after_and_writes_nothing(
+    stack: LocalStack, prefix: str
+) -> None:
+    # 5 events/s in bursts of 10 s: 50 events per token in any 10 s
+    settings = settings_for(stack.bootstrap, stack.redis_url, prefix).model_copy(
+        update={"ingest_rate_per_s": 5, "ingest_rate_burst": 10, "ingest_max_events": 50}
+    )
+    async with serve(create_app(settings, clock)) as url, httpx.AsyncClient(base_url=url) as client:
+        first = await client.post("/v1/events", json=[queued(i) for i in range(30)], headers=AUTH)
+        assert first.json() == {"accepted": 30, "duplicates": 0, "rejected": []}
+        over = [queued(i) for i in range(30, 51)]
+        refused = await client.post("/v1/events", json=over, headers=AUTH)
+        assert (refused.status_code, refused.headers["retry-after"], refused.json()) == (
+            429,
+            "10",
+            {"error": "rate limit of 5 events/s for pbx-a exceeded"},
+        )
+        rest = await client.post("/v1/events", json=over[:20], headers=AUTH)
+        assert rest.json() == {"accepted": 20, "duplicates": 0, "rejected": []}
+        # another token has its own 50
+        other = {"Authorization": "Bearer other"}
+        theirs = await client.post("/v1/events", json=over[:20] + over[:20], headers=other)
+        assert theirs.json() == {"accepted": 20, "duplicates": 20, "rejected": []}
+        assert (await client.post("/v1/events", json=[queued(99)], headers=AUTH)).status_code == 429
+    records = await read_topic(stack.bootstrap, prefix + "events", 70)
+    assert len(records) == 70
+    assert sorted({str(v["event_id"]) for _, v in records}) == sorted(f"e{i}" for i in range(50))
+
+
+async def test_distinct_queues_are_capped_in_redis_and_known_queues_keep_working(
+    stack: LocalStack, prefix: str
+) -> None:
+    settings = settings_for(stack.bootstrap, stack.redis_url, prefix).model_copy(
+        update={"ingest_max_queues": 3}
+    )
+    skills = {"event_id": "k1", "type": "agent.skills", "ts": iso(9), "agent_id": "ann",
+              "skills": [{"queue_id": "q1", "level": 5}, {"queue_id": "q5", "level": 5}]}  # fmt: skip
+    rule = "is a new queue beyond max_queues (3 distinct queues); known queues work"
+    async with serve(create_app(settings, clock)) as url, httpx.AsyncClient(base_url=url) as client:
+        r1 = await client.post(
+            "/v1/events", json=[queued(1, "q1"), queued(2, "q2"), queued(3, "q3")], headers=AUTH
+        )
+        assert r1.json() == {"accepted": 3, "duplicates": 0, "rejected": []}
+        r2 = await client.post(
+            "/v1/events", json=[queued(4, "q4"), queued(5, "q1"), skills], headers=AUTH
+        )
+        assert (r2.status_code, r2.json()) == (
+            202,
+            {
+                "accepted": 1,
+                "duplicates": 0,
+                "rejected": [
+                    {"index": 0, "event_id": "e4", "errors": [f"queue_id: 'q4' {rule}"]},
+                    {"index": 2, "event_id": "k1", "errors": [f"skills: 'q5' {rule}"]},
+                ],
+            },
+        )
+    # a second ingest process shares the set through Redis
+    async with serve(create_app(settings, clock)) as url, httpx.AsyncClient(base_url=url) as client:
+        r3 = await client.post("/v1/events", json=[queued(6, "q4"), queued(7, "q2")], headers=AUTH)
+        assert r3.json()["accepted"] == 1
+        assert r3.json()["rejected"] == [
+            {"index": 0, "event_id": "e6", "errors": [f"queue_id: 'q4' {rule}"]}
+        ]
+    redis = aioredis.Redis.from_url(stack.redis_url)
+    try:
+        assert sorted(await redis.smembers(prefix + "ingest:queues")) == [b"q1", b"q2", b"q3"]
+    finally:
+        await redis.aclose()
+
+
+async def test_overload_is_refused_at_once_with_retry_after_and_writes_nothing(
+    stack: LocalStack, prefix: str, tmp_path: Path
+) -> None:
+    broker = kafka_server(tmp_path)
+    broker.start()
+    bootstrap = f"127.0.0.1:{broker.port}"
+    settings = settings_for(bootstrap, stack.redis_url, prefix).model_copy(
+        update={"ingest_max_in_flight": 50, "ingest_max_events": 50}
+    )
+    try:
+        async with (
+            serve(create_app(settings, clock)) as url,
+            httpx.AsyncClient(base_url=url, timeout=30) as client,
+        ):
+            warm = await client.post("/v1/events", json=queued(1), headers=AUTH)
+            assert warm.json()["accepted"] == 1
+            broker.stop()  # the next request waits on the broker while holding 40 events
+            slow = asyncio.create_task(
+                client.post("/v1/events", json=[queued(i) for i in range(10, 50)], headers=AUTH)
+            )
+            await asyncio.sleep(0.5)
+            started = asyncio.get_running_loop().time()
+            busy = await client.post(
+                "/v1/events", json=[queued(i) for i in range(2, 13)], headers=AUTH
+            )
+            waited = asyncio.get_running_loop().time() - started
+            assert (busy.status_code, busy.headers["retry-after"], busy.json()) == (
+                429,
+                "1",
+                {"error": "ingest is at capacity (40 events in flight); nothing done"},
+            )
+            assert waited < 1.0  # refused before any work, not after the 3 s produce bound
+            assert (await slow).status_code == 503
+            broker.start()
+            again = await client.post(
+                "/v1/events", json=[queued(i) for i in range(2, 13)], headers=AUTH
+            )
+            assert again.json() == {"accepted": 11, "duplicates": 0, "rejected": []}
+            records = await read_topic(bootstrap, prefix + "events", 11, settle_s=2.0)
+            assert sorted(int(str(v["event_id"])[1:]) for _, v in records) == list(range(2, 13))
+    finally:
+        broker.stop()
+
+
+async def test_no_token_is_ever_logged(
+    ingest: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    await ingest.post("/v1/events", json=queued(1), headers=AUTH)
+    await ingest.post("/v1/events", json=queued(2), headers={"Authorization": "Bearer guess-me"})
+    await ingest.post("/v1/events", json=[{"x": 1}], headers=AUTH)
+    assert caplog.records  # the requests were logged at all
+    assert "s3cret" not in caplog.text
+    assert "guess-me" not in caplog.text
