@@ -59,6 +59,19 @@ def _up(args: argparse.Namespace) -> int:
     )
 
 
+def _tail_queue_log(args: argparse.Namespace) -> int:
+    import os
+
+    from services.ingest.tailer import tail_queue_log
+
+    token = args.token or os.environ.get("FLOORWATCH_TAIL_TOKEN", "")
+    if not token:
+        print("--token or FLOORWATCH_TAIL_TOKEN: ingest's bearer secret", file=sys.stderr)
+        return 2
+    state = Path(args.state) if args.state else None
+    return tail_queue_log(Path(args.path), args.ingest, token, state, args.poll_s)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="floorwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--dispatch", choices=["on", "off"], default="on")
     sc.add_argument("--seed", type=int, default=1)
     sc.set_defaults(func=_scenario)
+
+    tq = sub.add_parser("tail-queue-log", help="follow Asterisk's queue_log into ingest")
+    tq.add_argument(
+        "path", metavar="PATH", help="the queue_log file, e.g. /var/log/asterisk/queue_log"
+    )
+    tq.add_argument("--ingest", required=True, metavar="URL", help="ingest's base URL")
+    tq.add_argument("--token", help="ingest's bearer secret (or FLOORWATCH_TAIL_TOKEN)")
+    tq.add_argument("--state", metavar="FILE", help="where the position is kept")
+    tq.add_argument("--poll-s", type=float, default=0.5, help="seconds between looks")
+    tq.set_defaults(func=_tail_queue_log)
     return parser
 
 
