@@ -27,7 +27,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCENARIOS = ("steady", "promo-night", "hotline-launch")
+SCENARIOS = ("steady", "promo-night", "hotline-launch", "virtual-centre")
 
 
 class QueueSpec(BaseModel):
@@ -42,6 +42,8 @@ class QueueSpec(BaseModel):
     short_abandon_share: Annotated[float, Field(ge=0, le=1)] = 0.03
     callback_accept: Annotated[float, Field(ge=0, le=1)] = 0.6
     handle: Literal["lognormal", "exponential"] = "lognormal"
+    site: str | None = None  # the site its calls are queued at (contract 1)
+    settings: dict[str, object] = {}  # the queue's own settings (contract 7), e.g. overflow_to
 
     @property
     def aht_s(self) -> float:
@@ -64,6 +66,16 @@ class AgentGroup(BaseModel):
     serving: list[str] | None = None
     state: Literal["available", "not_ready", "offline"] = "available"
     reason: str | None = None
+    # None: `standby` when the reason is standby, else `regular`
+    pool: Literal["regular", "standby", "partner", "emergency"] | None = None
+    site: str | None = None  # the agents' own site
+
+    @property
+    def agent_pool(self) -> str:
+        """contract 6: who may call the agent in."""
+        if self.pool is not None:
+            return self.pool
+        return "standby" if self.reason == "standby" else "regular"
 
 
 class Span(BaseModel):

@@ -4,7 +4,9 @@ Time is seconds since the run's start; `t0` (epoch seconds) stamps the events it
 Calls arrive by a time-varying Poisson process, are routed to the longest-idle
 available agent of the highest skill level among those serving the queue, or wait in
 FIFO order; callers give up after an exponential patience (a share of them within
-5 s); handle times are lognormal. It obeys the contract's commands as an ACD would.
+5 s); handle times are lognormal. It obeys the contract's commands as an ACD would, and
+serves the callbacks it promised: an agent calls the caller back (handle time like a
+call), and some find no one home.
 """
 
 from __future__ import annotations
@@ -17,9 +19,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.simulator.scenario import QueueSpec, Scenario
+from shared.messages.commands import (
+    ActivateAgent,
+    ReassignAgent,
+    ReleaseAgent,
+    SetCallback,
+    SetOverflow,
+)
 from shared.timefmt import iso_ms
 
 CALLBACK_IVR_S = 15.0  # time to hear and accept the callback offer
+CALLBACK_NO_ANSWER = 0.15  # share of callbacks that find no one home
+CALLBACK_RING_S = 30.0  # an unanswered callback costs the agent this long
+CALLBACK_DUE_S = math.inf  # callbacks wait for an agent with no live call waiting
+Command = ReassignAgent | ActivateAgent | ReleaseAgent | SetCallback | SetOverflow
 
 
 @dataclass
@@ -40,6 +53,8 @@ class SimAgent:
     state: str
     reason: str | None
     home_state: str
+    pool: str = "regular"
+    site: str | None = None
     idle_since: float = 0.0
     release_after_call: bool = False
 
@@ -73,7 +88,8 @@ class Simulator:
         self.specs: dict[str, QueueSpec] = {q.queue_id: q for q in scenario.queues}
         self.waiting: dict[str, deque[SimCall]] = {q: deque() for q in self.specs}
         self.routing: dict[str, QueueRouting] = {q: QueueRouting() for q in self.specs}
-        self.callbacks: dict[str, int] = dict.fromkeys(self.specs, 0)
+        # callbacks owed per queue, oldest first: (call id, when requested)
+        self.callbacks: dict[str, deque[tuple[str, float]]] = {q: deque() for q in self.specs}
         self.agents: dict[str, SimAgent] = {}
         self.out: list[dict[str, Any]] = []
         self.done_commands: set[str] = set()
@@ -89,7 +105,7 @@ class Simulator:
                 )
                 self.agents[agent_id] = SimAgent(
                     agent_id, dict(group.skills), serving, frozenset(serving),
-                    group.state, group.reason, group.state,
+                    group.state, group.reason, group.state, group.agent_pool, group.site,
                 )  # fmt: skip
         for agent in self.agents.values():
             self._emit_skills(agent)
@@ -123,7 +139,18 @@ class Simulator:
             "ts": iso_ms(self.t0 + self.now),
         }
         event.update(fields)
+        if "site" not in event:
+            site = self._site_of(fields)
+            if site is not None:
+                event["site"] = site
         self.out.append(event)
+
+    def _site_of(self, fields: dict[str, Any]) -> str | None:
+        if "agent_id" in fields and "queue_id" not in fields:
+            agent = self.agents.get(str(fields["agent_id"]))
+            return agent.site if agent is not None else None
+        spec = self.specs.get(str(fields.get("queue_id", "")))
+        return spec.site if spec is not None else None
 
     def _emit_state(self, agent: SimAgent) -> None:
         extra = {"reason": agent.reason} if agent.reason else {}
@@ -132,8 +159,9 @@ class Simulator:
     def _emit_skills(self, agent: SimAgent) -> None:
         skills = [{"queue_id": q, "level": lvl} for q, lvl in sorted(agent.skills.items())]
         self._emit(
-            "agent.skills", agent_id=agent.agent_id, skills=skills, serving=sorted(agent.serving)
-        )
+            "agent.skills", agent_id=agent.agent_id, skills=skills,
+            serving=sorted(agent.serving), pool=agent.pool,
+        )  # fmt: skip
 
     # ---- arrivals ------------------------------------------------------------
 
@@ -217,7 +245,7 @@ class Simulator:
                 queue_id=call.queue_id,
                 wait_s=round(self.now - call.arrived, 3),
             )
-            self.callbacks[call.queue_id] += 1
+            self.callbacks[call.queue_id].append((call.call_id, self.now))
 
     def _on_overflow(self, call: SimCall) -> None:
         target = self.routing[call.queue_id].overflow_to
@@ -300,26 +328,62 @@ class Simulator:
         self._pick_work(agent)
 
     def _pick_work(self, agent: SimAgent) -> None:
-        """The oldest waiting call among the agent's queues; else a pending callback."""
-        oldest: SimCall | None = None
-        for queue_id in agent.serving:
-            queue = self.waiting.get(queue_id)
-            if queue and (oldest is None or queue[0].arrived < oldest.arrived):
-                oldest = queue[0]
-        if oldest is not None:
-            self.waiting[oldest.queue_id].popleft()  # the oldest is at the head
-            self._answer(agent, oldest)
-            return
-        for queue_id in sorted(agent.serving):
-            if self.callbacks.get(queue_id, 0) > 0:
-                self.callbacks[queue_id] -= 1
-                agent.state = "busy"
-                self._emit_state(agent)
-                spec = self.specs[queue_id]
-                self._at(
-                    self.now + self._lognormal(spec.talk_s), "talk_end", (agent, None, 0.0, 0.0)
-                )
+        """A callback that is due; else the oldest waiting call; else any callback owed."""
+        due = self._owed_callback(agent, self.now - CALLBACK_DUE_S)
+        if due is None:
+            oldest: SimCall | None = None
+            for queue_id in agent.serving:
+                queue = self.waiting.get(queue_id)
+                if queue and (oldest is None or queue[0].arrived < oldest.arrived):
+                    oldest = queue[0]
+            if oldest is not None:
+                self.waiting[oldest.queue_id].popleft()  # the oldest is at the head
+                self._answer(agent, oldest)
                 return
+            due = self._owed_callback(agent, math.inf)
+        if due is not None:
+            self._call_back(agent, due)
+
+    def _owed_callback(self, agent: SimAgent, requested_by: float) -> str | None:
+        """The agent's queue owing the oldest callback requested by then, if any."""
+        best: tuple[float, str] | None = None
+        for queue_id in sorted(agent.serving):
+            owed = self.callbacks.get(queue_id)
+            if owed and owed[0][1] <= requested_by and (best is None or owed[0][1] < best[0]):
+                best = (owed[0][1], queue_id)
+        return best[1] if best is not None else None
+
+    def _call_back(self, agent: SimAgent, queue_id: str) -> None:
+        """contract 1: the agent calls the caller back; a connected callback is a call."""
+        call_id, requested = self.callbacks[queue_id].popleft()
+        agent.state, agent.reason = "busy", None
+        self._emit_state(agent)
+        wait = round(self.now - requested, 3)
+        if self.rng.random() < CALLBACK_NO_ANSWER:
+            self._emit(
+                "call.callback_completed", call_id=call_id, queue_id=queue_id,
+                agent_id=agent.agent_id, outcome="no_answer", wait_s=wait,
+            )  # fmt: skip
+            self._at(self.now + CALLBACK_RING_S, "ring_end", agent)
+            return
+        self._emit(
+            "call.callback_completed", call_id=call_id, queue_id=queue_id,
+            agent_id=agent.agent_id, outcome="connected", wait_s=wait,
+        )  # fmt: skip
+        spec = self.specs[queue_id]
+        call = SimCall(call_id, queue_id, self.now, math.inf, done=True)
+        talk = self._duration(spec, spec.talk_s)
+        hold = self._duration(spec, spec.hold_s) if spec.hold_s else 0.0
+        self._at(self.now + talk + hold, "talk_end", (agent, call, talk, hold))
+
+    def _on_ring_end(self, agent: SimAgent) -> None:
+        if agent.release_after_call:
+            self._go_home(agent)
+            return
+        self._become_available(agent)
+
+    def callbacks_pending(self, queue_id: str) -> int:
+        return len(self.callbacks.get(queue_id, ()))
 
     def _go_home(self, agent: SimAgent) -> None:
         agent.release_after_call = False
@@ -336,39 +400,61 @@ class Simulator:
 
     # ---- commands (contract 6) -----------------------------------------------
 
-    def apply(self, command: dict[str, Any]) -> bool:
+    def apply(self, command: Command) -> bool:
         """Carry out one command now; a repeated `command_id` is ignored (False)."""
-        command_id = str(command["command_id"])
-        if command_id in self.done_commands:
+        if command.command_id in self.done_commands:
             return False
-        self.done_commands.add(command_id)
-        kind = command["type"]
-        agent = self.agents.get(str(command.get("agent_id", "")))
-        if kind == "agent.reassign" and agent is not None:
-            agent.serving.discard(str(command["from_queue"]))
-            agent.serving.add(str(command["to_queue"]))
-            self._emit_skills(agent)
-            if agent.state == "available":
-                self._pick_work(agent)
-        elif kind == "agent.activate" and agent is not None:
-            agent.serving.add(str(command["queue_id"]))
-            self._emit_skills(agent)
-            if agent.state in ("not_ready", "offline"):
-                self._become_available(agent)
-        elif kind == "agent.release" and agent is not None:
-            if agent.state in ("busy", "wrap_up"):
-                agent.release_after_call = True  # finish the call in hand first
-            else:
-                self._go_home(agent)
-        elif kind == "queue.callback":
-            routing = self.routing[str(command["queue_id"])]
-            routing.callback_after_s = (
-                float(command["offer_after_s"]) if command["enabled"] else None
-            )
-        elif kind == "queue.overflow":
-            routing = self.routing[str(command["queue_id"])]
-            routing.overflow_to = str(command["to_queue_id"]) if command["enabled"] else None
-            routing.overflow_after_s = float(command.get("after_s", 60))
-        else:
-            return False
+        self.done_commands.add(command.command_id)
+        match command:
+            case ReassignAgent(agent_id=agent_id, from_queue=from_queue, to_queue=to_queue):
+                agent = self.agents.get(agent_id)
+                if agent is None:
+                    return False
+                agent.release_after_call = False
+                agent.serving.discard(from_queue)
+                agent.serving.add(to_queue)
+                self._emit_skills(agent)
+                if agent.state == "available":
+                    self._pick_work(agent)
+            case ActivateAgent(agent_id=agent_id, queue_id=queue_id):
+                agent = self.agents.get(agent_id)
+                if agent is None:
+                    return False
+                agent.release_after_call = False
+                agent.serving.add(queue_id)
+                self._emit_skills(agent)
+                if agent.state in ("not_ready", "offline"):
+                    self._become_available(agent)
+            case ReleaseAgent(agent_id=agent_id):
+                agent = self.agents.get(agent_id)
+                if agent is None:
+                    return False
+                if agent.state in ("busy", "wrap_up"):
+                    agent.release_after_call = True  # finish the call in hand first
+                else:
+                    self._go_home(agent)
+            case SetCallback(queue_id=queue_id, enabled=enabled, offer_after_s=after):
+                if queue_id not in self.routing:
+                    return False
+                self.routing[queue_id].callback_after_s = (after or 0.0) if enabled else None
+            case SetOverflow(queue_id=queue_id, enabled=enabled, after_s=after):
+                target = self._overflow_target(command)
+                if queue_id not in self.routing or (enabled and target is None):
+                    return False
+                routing = self.routing[queue_id]
+                routing.overflow_to = target if enabled else None
+                routing.overflow_after_s = 60.0 if after is None else after
+                for call in self.waiting[queue_id] if enabled else ():
+                    due = max(self.now, call.arrived + routing.overflow_after_s)
+                    self._at(due, "overflow", call)
         return True
+
+    def _overflow_target(self, command: SetOverflow) -> str | None:
+        """The queue a `queue.overflow` names, or the same line's queue at `to_site`."""
+        if command.to_queue_id is not None:
+            return command.to_queue_id if command.to_queue_id in self.specs else None
+        line = command.queue_id.split("@")[0]
+        for spec in self.specs.values():
+            if spec.site == command.to_site and spec.queue_id.split("@")[0] == line:
+                return spec.queue_id
+        return None

@@ -1,439 +1,710 @@
 """The dispatcher's planner (contract 6): from the floor's state to actions. Pure.
 
-Per queue in surge or SL breach it sizes the need with Erlang A (live arrival rate,
-AHT and patience) against `sl_target` and `abandon_cap`, then:
-tier 1 / breach: moves idle cross-skilled agents from donors, most headroom first,
-  while each donor's projected answer rate stays at or above its own target and never
-  taking a donor's last staffed agent;
-tier 2: also activates standby agents (`not_ready`, reason `standby`) holding the skill,
-  and takes cross-skilled agents who are busy now (they switch after their call);
-tier 3: also turns on IVR callback (and overflow where the queue names a target).
-When a tier is left, what it started is undone.
+Each tick, per queue and in this order, into at most one action:
+- recall: a queue whose live answer rate is below its `sl_target` gets back the agents
+  it lent, before anyone lends anything new;
+- plan: a queue in surge or SL breach pulls the levers its `playbook` names for its tier
+  (and the tiers below), cheapest first, until Erlang A says it meets `sl_target` and
+  `abandon_cap`, within `moves_per_tick`, `max_borrowed`, `standby_share` and the donors'
+  `max_lent_share`;
+- renew: reassignments about to reach their `until` are extended while still held;
+- unwind: a calm queue (no tier, no breach, no callback pending) gives back what its
+  actions started, newest first, a few agents a tick, while its projection meets target.
+Capacity is counted once: an agent serving several queues counts in each as its share.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
-from typing import Any
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
 
 from shared.core.engine import Agent, QueueStats
 from shared.core.erlang import Performance, erlang_a, erlang_c
 from shared.core.tiers import QueueAlertState
-from shared.queue_settings import QueueSettings
-from shared.timefmt import iso_ms
+from shared.messages.actions import Action, AnyCommand, Effect, Kind, Measured, Reason, at
+from shared.messages.commands import (
+    ActivateAgent,
+    ReassignAgent,
+    ReleaseAgent,
+    SetCallback,
+    SetOverflow,
+)
+from shared.queue_settings import Lever, QueueSettings, Trigger
 
 DEFAULT_AHT_S = 300.0
 DEFAULT_PATIENCE_S = 120.0
 WORKING = ("available", "busy", "wrap_up")
+COST_ORDER: tuple[Lever, ...] = (
+    "standby", "cross_skill", "partner", "emergency", "callback", "overflow",
+)  # fmt: skip
+AGENT_LEVERS = ("standby", "cross_skill", "partner", "emergency")
+REASSIGN_FOR_S = 3600.0  # `until` of a reassignment
+RENEW_BEFORE_S = 300.0  # renewed this long before its `until`
+UNWIND_PER_TICK = 3  # "a few agents a tick"
+MEASURE_AFTER_S = 900.0
+TRIGGERS = {
+    "recall": "recall",
+    "unwind": "calm",
+    "renew": "renew",
+    "hand": "hand",
+    "undo": "undo",
+}  # contract 6: measured effect fifteen minutes after sending
 
 
 @dataclass(frozen=True)
-class Limits:
-    """Brakes on the dispatcher, per queue."""
-
-    moves_per_tick: int = 5
-    cooldown_s: float = 20.0  # between two rounds of moves into one queue
-    max_borrowed: int = 40  # agents borrowed into one queue at once
-    max_lent_share: float = 0.3  # a donor lends at most this share of its own agents
-    expire_after_s: float = 300.0  # an unapproved proposal lapses
-
-
-@dataclass(frozen=True)
-class Action:
-    """One decision, its reason, plan, projected effect and lifecycle (contract 6)."""
-
-    action_id: str
-    queue_id: str
-    type: str
-    tier: int  # the tier that asked for it (0: an SL breach)
-    reason: dict[str, Any]  # Any: the alert's numbers
-    plan: list[dict[str, Any]]  # the commands that carry it out
-    undo: list[dict[str, Any]]  # the commands that reverse it
-    projected: dict[str, Any]
-    state: str
-    created_at: float
-    changed_by: str
-    changed_at: float
-    agent_id: str | None = None
-    history: tuple[tuple[str, str, float], ...] = ()
-
-    def moved(self, state: str, by: str, at: float) -> Action:
-        return replace(
-            self,
-            state=state,
-            changed_by=by,
-            changed_at=at,
-            history=(*self.history, (state, by, at)),
-        )
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "action_id": self.action_id,
-            "queue_id": self.queue_id,
-            "type": self.type,
-            "tier": self.tier,
-            "agent_id": self.agent_id,
-            "reason": self.reason,
-            "reason_text": _reason_text(self.reason),
-            "summary": _summary(self),
-            "plan": self.plan,
-            "undo": self.undo,
-            "projected": self.projected,
-            "state": self.state,
-            "created_at": iso_ms(self.created_at),
-            "changed_by": self.changed_by,
-            "changed_at": iso_ms(self.changed_at),
-            "history": [{"state": s, "by": b, "at": iso_ms(t)} for s, b, t in self.history],
-        }
-
-
-def _reason_text(reason: Mapping[str, Any]) -> str:
-    ratio = reason.get("ratio")
-    rate = reason.get("answer_rate_live")
-    parts = [f"tier {reason.get('tier', 0)}"] if reason.get("tier") else ["SL breach"]
-    if ratio is not None:
-        parts.append(f"{100 * ratio:.0f}% of forecast")
-    if rate is not None:
-        parts.append(f"answer rate {100 * rate:.0f}%")
-    return ", ".join(parts)
-
-
-def _summary(action: Action) -> str:
-    if action.type == "agent.reassign":
-        return f"move {action.agent_id} from {action.plan[0]['from_queue']}"
-    if action.type == "agent.activate":
-        return f"call in standby {action.agent_id}"
-    if action.type == "queue.callback":
-        return f"offer callback after {action.plan[0]['offer_after_s']:g} s"
-    return action.type
-
-
-@dataclass(frozen=True)
-class Change:
-    """An action whose state changed this step, and the commands to send now."""
+class Step:
+    """An action whose state changed this tick, and the commands to send now."""
 
     action: Action
-    commands: list[dict[str, Any]]
+    commands: list[AnyCommand]
 
 
-def project(stats: QueueStats, agents: int) -> Performance:
-    """Erlang A at the live arrival rate, AHT and patience of a queue."""
+@dataclass(frozen=True)
+class Move:
+    """An agent the dispatcher brought to a queue and has not given back yet."""
+
+    agent_id: str
+    queue_id: str
+    lever: Lever
+    action_id: str
+    home: str | None = None  # the donor of a reassignment
+    until: float | None = None
+    seq: int = 0
+
+
+@dataclass(frozen=True)
+class Floor:
+    """What the planner sees at one tick."""
+
+    now: float
+    stats: Mapping[str, QueueStats]
+    states: Mapping[str, QueueAlertState]
+    agents: Mapping[str, Agent]
+    shares: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    ratios: Mapping[str, float | None] = field(default_factory=dict)
+
+    def share(self, agent: Agent, queue_id: str) -> float:
+        """contract 6: the share of its time the agent gave the queue (1 when unknown)."""
+        per = self.shares.get(agent.agent_id)
+        if not per or len(agent.serving) < 2:
+            return 1.0
+        total = sum(per.get(q, 0.0) for q in agent.serving)
+        return per.get(queue_id, 0.0) / total if total > 0 else 1.0
+
+    def have(self, queue_id: str) -> float:
+        """Working agents serving the queue, each counted as its share of time."""
+        return sum(
+            self.share(a, queue_id)
+            for a in self.agents.values()
+            if queue_id in a.serving and a.state in WORKING
+        )
+
+    def pending(self, queue_id: str) -> int:
+        """contract 6: callbacks pending count as load to serve within callback_target_s."""
+        stats = self.stats.get(queue_id)
+        return stats.callbacks_pending if stats is not None else 0
+
+
+class TimeShares:
+    """contract 6: each agent's share of its handle time per queue over a window."""
+
+    def __init__(self, window_s: float = 300.0) -> None:
+        self.window_s = window_s
+        self._ended: deque[tuple[float, str, str, float]] = deque()
+
+    def add(self, ts: float, agent_id: str, queue_id: str, handle_s: float) -> None:
+        """One `call.ended` (events come in time order, or nearly)."""
+        self._ended.append((ts, agent_id, queue_id, handle_s))
+
+    def shares(self, now: float) -> dict[str, dict[str, float]]:
+        """Agents who worked for several queues in (now - window, now]: their shares."""
+        while self._ended and self._ended[0][0] <= now - self.window_s:
+            self._ended.popleft()
+        time: dict[str, dict[str, float]] = {}
+        for _, agent_id, queue_id, handle in self._ended:
+            per = time.setdefault(agent_id, {})
+            per[queue_id] = per.get(queue_id, 0.0) + handle
+        out: dict[str, dict[str, float]] = {}
+        for agent_id, per in time.items():
+            total = sum(per.values())
+            if len(per) > 1 and total > 0:
+                out[agent_id] = {q: t / total for q, t in per.items()}
+        return out
+
+
+def project(stats: QueueStats, agents: float, pending: int = 0) -> Performance:
+    """Erlang A at the live arrival rate, AHT and patience; callbacks pending add load."""
     s = stats.settings
-    rate = stats.surge_arrivals / s.surge_window_s
-    # the longest window's AHT: short windows see only the calls that ended early
-    longest = max(s.windows_s)
+    rate = stats.surge_arrivals / s.surge_window_s + pending / s.callback_target_s
+    longest = max(s.windows_s)  # short windows see only the calls that ended early
     aht = stats.windows[longest].aht_s or stats.windows[s.primary_window_s].aht_s or DEFAULT_AHT_S
     patience = stats.patience_s or DEFAULT_PATIENCE_S
+    n = math.floor(agents + 1e-9)
     if rate <= 0:
-        return erlang_c(max(agents, 1), 0.0, aht, s.sl_threshold_s)
-    return erlang_a(agents, rate, aht, patience, s.sl_threshold_s)
+        return erlang_c(max(n, 1), 0.0, aht, s.sl_threshold_s)
+    return erlang_a(n, rate, aht, patience, s.sl_threshold_s)
 
 
 def meets(perf: Performance, s: QueueSettings) -> bool:
     return perf.answer_rate >= s.sl_target and perf.abandon_rate <= s.abandon_cap
 
 
-def needed_agents(stats: QueueStats, ceiling: int) -> int:
+def needed_agents(stats: QueueStats, ceiling: int, pending: int = 0) -> int:
     """The fewest agents meeting `sl_target` and `abandon_cap` (at most `ceiling`)."""
-    lo, hi = 0, max(1, ceiling)
-    if not meets(project(stats, hi), stats.settings):
+    lo, hi = -1, max(1, ceiling)
+    if not meets(project(stats, hi, pending), stats.settings):
         return hi
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        if meets(project(stats, mid), stats.settings):
+        if mid >= 0 and meets(project(stats, mid, pending), stats.settings):
             hi = mid
         else:
             lo = mid
     return hi
 
 
-def _healthy(stats: QueueStats) -> bool:
-    """The queue's live answer rate meets its target now (or nothing is offered)."""
+def live_below_target(stats: QueueStats) -> bool:
     s = stats.settings
     rate = stats.windows[s.primary_window_s].answer_rate_live
-    return rate is None or rate >= s.sl_target
+    return rate is not None and rate < s.sl_target
 
 
-def staffed(agents: Mapping[str, Agent], queue_id: str) -> list[Agent]:
-    return [a for a in agents.values() if queue_id in a.serving and a.state in WORKING]
+def levers_for(settings: QueueSettings, state: QueueAlertState) -> list[Lever]:
+    """contract 6: the playbook's levers for the tier and the tiers below, and a breach."""
+    triggers: list[Trigger] = ["1", "2", "3"][: state.tier]  # type: ignore[assignment]
+    if state.breach:
+        triggers.append("sl_breach")
+    wanted = {lever for t in triggers for lever in settings.playbook.get(t, [])}
+    return [lever for lever in COST_ORDER if lever in wanted]
 
 
 @dataclass
 class Planner:
-    """Keeps every action and turns each tick's state into new and undone actions."""
+    """Keeps every action and what the dispatcher moved; each tick gives new steps."""
 
-    limits: Limits = field(default_factory=Limits)
     actions: dict[str, Action] = field(default_factory=dict)
-    last_round: dict[str, float] = field(default_factory=dict)
-    _lent: dict[str, int] = field(default_factory=dict)
+    moves: dict[str, Move] = field(default_factory=dict)  # by agent
+    routing: dict[str, set[str]] = field(default_factory=dict)  # queue -> levers on
+    called_in: dict[str, set[str]] = field(default_factory=dict)  # queue -> standby this surge
+    floor: Floor | None = None
+    _seq: int = 0
+
+    # ---- reading -------------------------------------------------------------
 
     def open_actions(self, queue_id: str | None = None) -> list[Action]:
         return [
             a
             for a in self.actions.values()
-            if a.state in ("proposed", "approved", "sent")
-            and (queue_id is None or a.queue_id == queue_id)
+            if a.is_open and (queue_id is None or a.queue_id == queue_id)
         ]
 
-    def step(
-        self,
-        now: float,
-        stats: Mapping[str, QueueStats],
-        states: Mapping[str, QueueAlertState],
-        agents: Mapping[str, Agent],
-        mode_for: Callable[[str], str],
-        ratios: Mapping[str, float | None] | None = None,
-    ) -> list[Change]:
-        """Undo what lapsed tiers started, then plan for queues still in trouble."""
-        changes = self._expire(now)
-        for queue_id in sorted(stats):
-            state = states.get(queue_id, QueueAlertState())
-            changes.extend(self._undo_lapsed(now, queue_id, state))
-        busy_agents = {a.agent_id for a in self.open_actions() if a.agent_id}
-        for queue_id in sorted(stats, key=lambda q: -states.get(q, QueueAlertState()).tier):
-            state = states.get(queue_id, QueueAlertState())
-            if state.tier == 0 and not state.breach:
-                continue
-            if now - self.last_round.get(queue_id, -math.inf) < self.limits.cooldown_s:
-                continue
-            ratio = (ratios or {}).get(queue_id)
-            self.last_round[queue_id] = now  # planned again after the cooldown, moves or not
-            new = self._plan_queue(now, queue_id, state, ratio, stats, agents, busy_agents)
-            auto = mode_for(queue_id) == "auto"
-            for action in new:
-                if auto:
-                    action = action.moved("sent", "dispatcher", now)
-                self.actions[action.action_id] = action
-                busy_agents.add(action.agent_id or "")
-                changes.append(Change(action, action.plan if auto else []))
-        return changes
+    def borrowed(self, queue_id: str) -> int:
+        return sum(1 for m in self.moves.values() if m.queue_id == queue_id)
 
-    def decide(self, action_id: str, verdict: str, by: str, now: float) -> Change | None:
-        """A floor manager's approval (the commands are sent) or rejection."""
+    def lent(self, queue_id: str) -> int:
+        return sum(1 for m in self.moves.values() if m.home == queue_id)
+
+    # ---- the tick ------------------------------------------------------------
+
+    def step(self, floor: Floor, mode_for: Callable[[str], str]) -> list[Step]:
+        """Expire and measure, then one action at most per queue (see the module doc)."""
+        self.floor = floor
+        steps = self._expire(floor) + self._measure(floor)
+        proposed = {a.queue_id for a in self.open_actions() if a.state == "proposed"}
+        taken = set(self.moves)
+        for queue_id in sorted(floor.stats):
+            if queue_id in proposed:
+                continue  # one proposal per queue: a lead has not answered the last one
+            action = self._queue_action(floor, queue_id, taken)
+            if action is None:
+                continue
+            auto = mode_for(queue_id) == "auto" or action.kind == "recall"
+            steps.append(self._record(action, floor.now, auto))
+        return steps
+
+    def _queue_action(self, floor: Floor, queue_id: str, taken: set[str]) -> Action | None:
+        stats = floor.stats[queue_id]
+        s = stats.settings
+        state = floor.states.get(queue_id, QueueAlertState())
+        commands: list[AnyCommand] = []
+        gained = 0.0
+        kind: Kind = "renew"
+        levers: list[Lever] = []
+        aid = self._action_id(queue_id, floor.now)
+        # give back first: this queue's lent agents when it falls below target
+        if live_below_target(stats):
+            recalled = self._recall(queue_id, aid, s.moves_per_tick)
+            commands += recalled
+            gained += len(recalled)
+            kind = "recall" if recalled else kind
+        calm = state.tier == 0 and not state.breach
+        if not calm:
+            added, used = self._plan(floor, queue_id, state, aid, taken, s.moves_per_tick)
+            commands += added
+            gained += sum(1 for c in added if not isinstance(c, SetCallback | SetOverflow))
+            levers = used
+            kind = "plan" if added else kind
+        elif floor.pending(queue_id) == 0:
+            released = self._unwind(floor, queue_id, aid)
+            commands += released
+            gained -= sum(1 for c in released if isinstance(c, ReleaseAgent))
+            kind = "unwind" if released and kind == "renew" else kind
+            if not released and not any(m.queue_id == queue_id for m in self.moves.values()):
+                self.called_in.pop(queue_id, None)  # the surge is over: a new one may call again
+        commands += self._overflow_check(floor, queue_id, aid)
+        commands += self._renew(floor, queue_id, aid, {c.agent_id for c in commands
+                                                       if isinstance(c, ReleaseAgent)})  # fmt: skip
+        if not commands:
+            return None
+        return self._action(floor, queue_id, aid, kind, levers, state, commands, gained)
+
+    # ---- levers --------------------------------------------------------------
+
+    def _plan(
+        self, floor: Floor, queue_id: str, state: QueueAlertState, aid: str, taken: set[str],
+        budget: int,
+    ) -> tuple[list[AnyCommand], list[Lever]]:  # fmt: skip
+        stats = floor.stats[queue_id]
+        s = stats.settings
+        have = floor.have(queue_id) + self._arriving(floor, queue_id)
+        pending = floor.pending(queue_id)
+        need = needed_agents(stats, math.ceil(have) + s.max_borrowed, pending)
+        gap = math.ceil(need - have - 1e-9)
+        room = min(gap, budget, s.max_borrowed - self.borrowed(queue_id))
+        out: list[AnyCommand] = []
+        used: list[Lever] = []
+        for lever in levers_for(s, state):
+            before = len(out)
+            if lever in AGENT_LEVERS and room > 0:
+                picked = self._pick(floor, queue_id, lever, taken, room)
+                for agent, donor in picked:
+                    out.append(self._bring(floor.now, queue_id, lever, agent, donor, aid, len(out)))
+                    taken.add(agent.agent_id)
+                room -= len(picked)
+            elif lever == "callback" and "callback" not in self.routing.get(queue_id, set()):
+                out.append(SetCallback(command_id=f"{aid}:{len(out)}", action_id=aid,
+                                       queue_id=queue_id, enabled=True,
+                                       offer_after_s=s.sl_threshold_s))  # fmt: skip
+            elif lever == "overflow" and s.overflow_to is not None:
+                if "overflow" not in self.routing.get(queue_id, set()):
+                    if self._overflow_fits(floor, queue_id):
+                        out.append(self._set_overflow(queue_id, s, aid, len(out), True))
+            if len(out) > before:
+                used.append(lever)
+        return out, used
+
+    def _pick(
+        self, floor: Floor, queue_id: str, lever: Lever, taken: set[str], room: int
+    ) -> list[tuple[Agent, str | None]]:
+        """Agents the lever may bring, best first, within its own bound."""
+        if lever == "cross_skill":
+            return self._donated(floor, queue_id, taken, room)
+        pool = lever
+        if lever == "standby":
+            staffed = sum(
+                1 for a in floor.agents.values() if queue_id in a.serving and a.state in WORKING
+            )
+            cap = math.floor(floor.stats[queue_id].settings.standby_share * staffed + 1e-9)
+            called = sum(1 for m in self.moves.values()
+                         if m.queue_id == queue_id and m.lever == "standby")  # fmt: skip
+            room = min(room, cap - called)
+        once = set().union(*self.called_in.values())  # never twice in one surge
+        free = [
+            a
+            for a in floor.agents.values()
+            if a.pool == pool
+            and queue_id in a.skills
+            and a.agent_id not in taken
+            and a.state not in WORKING
+            and not (lever == "standby" and a.agent_id in once)
+        ]
+        free.sort(key=lambda a: (-a.skills[queue_id], a.agent_id))
+        return [(a, None) for a in free[: max(0, room)]]
+
+    def _donated(
+        self, floor: Floor, queue_id: str, taken: set[str], room: int
+    ) -> list[tuple[Agent, str | None]]:
+        """Idle cross-skilled agents of donors with headroom, most headroom first."""
+        staff = {q: floor.have(q) for q in floor.stats}
+        lent = {q: self.lent(q) for q in floor.stats}
+        out: list[tuple[Agent, str | None]] = []
+        known: dict[str, float | None] = {}
+        while len(out) < room:
+            best: tuple[float, int, str, Agent, str] | None = None
+            for agent in floor.agents.values():
+                if agent.agent_id in taken or agent.state != "available":
+                    continue
+                if queue_id in agent.serving or queue_id not in agent.skills:
+                    continue
+                for donor in sorted(agent.serving):
+                    if donor not in known:
+                        known[donor] = self._headroom(floor, donor, staff, lent)
+                    headroom = known[donor]
+                    if headroom is None:
+                        continue
+                    key = (-headroom, -agent.skills[queue_id], agent.agent_id, agent, donor)
+                    if best is None or key[:3] < best[:3]:
+                        best = key
+                    break
+            if best is None:
+                break
+            _, _, _, agent, donor = best
+            out.append((agent, donor))
+            taken.add(agent.agent_id)
+            staff[donor] -= floor.share(agent, donor)
+            lent[donor] += 1
+            known.pop(donor, None)
+        return out
+
+    def _headroom(
+        self, floor: Floor, donor: str, staff: Mapping[str, float], lent: Mapping[str, int]
+    ) -> float | None:
+        """How far above target the donor stays with one agent fewer; None: it may not lend."""
+        stats = floor.stats.get(donor)
+        state = floor.states.get(donor, QueueAlertState())
+        if stats is None or state.tier > 0 or state.breach or live_below_target(stats):
+            return None
+        s = stats.settings
+        if staff[donor] < 2:
+            return None  # never its last agent
+        if lent[donor] + 1 > s.max_lent_share * (staff[donor] + lent[donor]) + 1e-9:
+            return None
+        after = project(stats, staff[donor] - 1, floor.pending(donor))
+        if not meets(after, s):
+            return None
+        return after.answer_rate - s.sl_target
+
+    def _bring(
+        self, now: float, queue_id: str, lever: Lever, agent: Agent, donor: str | None,
+        aid: str, i: int,
+    ) -> AnyCommand:  # fmt: skip
+        if donor is not None:
+            return ReassignAgent(command_id=f"{aid}:{i}", action_id=aid, agent_id=agent.agent_id,
+                                 from_queue=donor, to_queue=queue_id,
+                                 until=at(now + REASSIGN_FOR_S))  # fmt: skip
+        pool = "standby" if lever == "standby" else lever
+        assert pool in ("standby", "partner", "emergency")  # noqa: S101  # AGENT_LEVERS
+        return ActivateAgent(command_id=f"{aid}:{i}", action_id=aid, agent_id=agent.agent_id,
+                             queue_id=queue_id, pool=pool)  # fmt: skip
+
+    def _overflow_fits(self, floor: Floor, queue_id: str) -> bool:
+        """contract 6: the target keeps its own target with this queue's excess added."""
+        s = floor.stats[queue_id].settings
+        target = s.overflow_to or ""
+        if target.startswith("site:"):
+            return True  # the same queue at another site: that site's floor is not seen here
+        t_stats = floor.stats.get(target)
+        if t_stats is None:
+            return False
+        t_state = floor.states.get(target, QueueAlertState())
+        if t_state.tier > 0 or t_state.breach or live_below_target(t_stats):
+            return False
+        return meets(
+            project(t_stats, floor.have(target) - 1, floor.pending(target)), t_stats.settings
+        )
+
+    def _set_overflow(
+        self, queue_id: str, s: QueueSettings, aid: str, i: int, enabled: bool
+    ) -> SetOverflow:
+        target = s.overflow_to or ""
+        site = target.removeprefix("site:") if target.startswith("site:") else None
+        return SetOverflow(command_id=f"{aid}:{i}", action_id=aid, queue_id=queue_id,
+                           to_queue_id=None if site else target, to_site=site, enabled=enabled,
+                           after_s=s.sl_threshold_s)  # fmt: skip
+
+    def _overflow_check(self, floor: Floor, queue_id: str, aid: str) -> list[AnyCommand]:
+        """Overflow stops as soon as its target would miss its own target."""
+        if "overflow" not in self.routing.get(queue_id, set()):
+            return []
+        if self._overflow_fits(floor, queue_id):
+            return []
+        s = floor.stats[queue_id].settings
+        return [self._set_overflow(queue_id, s, f"{aid}", 90, False)]
+
+    # ---- giving back ---------------------------------------------------------
+
+    def _recall(self, home: str, aid: str, budget: int) -> list[AnyCommand]:
+        lent = sorted((m for m in self.moves.values() if m.home == home), key=lambda m: -m.seq)
+        return [
+            ReleaseAgent(
+                command_id=f"{aid}:r{i}", action_id=aid, agent_id=m.agent_id, queue_id=m.queue_id
+            )  # fmt: skip
+            for i, m in enumerate(lent[:budget])
+        ]
+
+    def _unwind(self, floor: Floor, queue_id: str, aid: str) -> list[AnyCommand]:
+        """Newest first: routing off, then agents while the projection meets target."""
+        out: list[AnyCommand] = []
+        s = floor.stats[queue_id].settings
+        on = self.routing.get(queue_id, set())
+        if "overflow" in on:
+            out.append(self._set_overflow(queue_id, s, aid, 80, False))
+        if "callback" in on:
+            out.append(SetCallback(command_id=f"{aid}:81", action_id=aid, queue_id=queue_id,
+                                   enabled=False))  # fmt: skip
+        mine = sorted((m for m in self.moves.values() if m.queue_id == queue_id),
+                      key=lambda m: -m.seq)  # fmt: skip
+        have = floor.have(queue_id) + self._arriving(floor, queue_id)
+        stats = floor.stats[queue_id]
+        for m in mine[: min(UNWIND_PER_TICK, s.moves_per_tick)]:
+            agent = floor.agents.get(m.agent_id)
+            share = floor.share(agent, queue_id) if agent is not None else 1.0
+            if not meets(project(stats, have - share), s):
+                break
+            have -= share
+            out.append(ReleaseAgent(command_id=f"{aid}:u{len(out)}", action_id=aid,
+                                    agent_id=m.agent_id, queue_id=queue_id))  # fmt: skip
+        return out
+
+    def _renew(self, floor: Floor, queue_id: str, aid: str, released: set[str]) -> list[AnyCommand]:
+        out: list[AnyCommand] = []
+        for m in sorted(self.moves.values(), key=lambda m: m.seq):
+            if m.queue_id != queue_id or m.home is None or m.until is None:
+                continue
+            if m.agent_id in released or m.until - floor.now > RENEW_BEFORE_S:
+                continue
+            out.append(ReassignAgent(command_id=f"{aid}:n{len(out)}", action_id=aid,
+                                     agent_id=m.agent_id, from_queue=m.home, to_queue=queue_id,
+                                     until=at(floor.now + REASSIGN_FOR_S)))  # fmt: skip
+        return out
+
+    def _arriving(self, floor: Floor, queue_id: str) -> float:
+        """Agents sent for whose move the floor does not show yet (counted once)."""
+        return sum(
+            1.0
+            for m in self.moves.values()
+            if m.queue_id == queue_id
+            and (
+                (a := floor.agents.get(m.agent_id)) is None
+                or queue_id not in a.serving
+                or a.state not in WORKING
+            )
+        )
+
+    # ---- actions -------------------------------------------------------------
+
+    def _action_id(self, queue_id: str, now: float) -> str:
+        self._seq += 1
+        return f"{queue_id}:{int(now * 1000)}:{self._seq}"
+
+    def _action(
+        self, floor: Floor, queue_id: str, aid: str, kind: Kind, levers: list[Lever],
+        state: QueueAlertState, commands: list[AnyCommand], gained: float,
+    ) -> Action:  # fmt: skip
+        stats = floor.stats[queue_id]
+        s = stats.settings
+        pending = floor.pending(queue_id)
+        have = floor.have(queue_id) + self._arriving(floor, queue_id)
+        before, after = project(stats, have, pending), project(stats, have + gained, pending)
+        trigger = TRIGGERS.get(kind) or (str(state.tier) if state.tier else "sl_breach")
+        live = stats.windows[s.primary_window_s].answer_rate_live
+        reason = Reason(
+            trigger=trigger,
+            alert_id=state.surge_id or state.breach_id, tier=state.tier,
+            ratio=floor.ratios.get(queue_id), answer_rate_live=live,
+            arrival_rate_per_s=stats.surge_arrivals / s.surge_window_s,
+            aht_s=stats.windows[s.primary_window_s].aht_s, patience_s=stats.patience_s,
+            agents_needed=needed_agents(stats, math.ceil(have) + s.max_borrowed, pending),
+            agents_staffed=round(have, 3), callbacks_pending=pending,
+            text=_reason_text(kind, state, floor.ratios.get(queue_id), live),
+        )  # fmt: skip
+        return Action(
+            action_id=aid, queue_id=queue_id, kind=kind, levers=levers, reason=reason,
+            commands=commands, undo=_undo_of(aid, commands),
+            projected=_effect(before, after, have, gained),
+            state="proposed", created_at=at(floor.now), changed_by="dispatcher",
+            changed_at=at(floor.now), history=[],
+        ).moved("proposed", "dispatcher", floor.now)  # fmt: skip
+
+    def _record(self, action: Action, now: float, send: bool, by: str = "dispatcher") -> Step:
+        if send:
+            action = action.moved("sent", by, now)
+            self._apply(action.commands, now)
+        else:  # proposed: its agents are held for it
+            self._hold(action)
+        self.actions[action.action_id] = action
+        return Step(action, list(action.commands) if send else [])
+
+    def _hold(self, action: Action) -> None:
+        for c in action.commands:
+            if isinstance(c, ReassignAgent | ActivateAgent):
+                self._apply([c], math.nan)
+
+    def _apply(self, commands: Iterable[AnyCommand], now: float) -> None:
+        """What the sent commands change in the planner's own book."""
+        for c in commands:
+            match c:
+                case ReassignAgent():
+                    old = self.moves.get(c.agent_id)
+                    self._seq += 1
+                    self.moves[c.agent_id] = Move(c.agent_id, c.to_queue, "cross_skill",
+                                                  c.action_id, c.from_queue, c.until.timestamp(),
+                                                  old.seq if old else self._seq)  # fmt: skip
+                case ActivateAgent():
+                    self._seq += 1
+                    lever: Lever = (
+                        c.pool if c.pool == "partner" or c.pool == "emergency" else "standby"
+                    )
+                    self.moves[c.agent_id] = Move(c.agent_id, c.queue_id, lever, c.action_id,
+                                                  seq=self._seq)  # fmt: skip
+                    if lever == "standby":
+                        self.called_in.setdefault(c.queue_id, set()).add(c.agent_id)
+                case ReleaseAgent():
+                    self.moves.pop(c.agent_id, None)
+                case SetCallback():
+                    self._route(c.queue_id, "callback", c.enabled)
+                case SetOverflow():
+                    self._route(c.queue_id, "overflow", c.enabled)
+
+    def _route(self, queue_id: str, lever: str, on: bool) -> None:
+        levers = self.routing.setdefault(queue_id, set())
+        if on:
+            levers.add(lever)
+        else:
+            levers.discard(lever)
+
+    def _release_held(self, action: Action) -> None:
+        for c in action.commands:
+            if isinstance(c, ReassignAgent | ActivateAgent):
+                move = self.moves.get(c.agent_id)
+                if move is not None and move.action_id == action.action_id:
+                    del self.moves[c.agent_id]
+
+    def _expire(self, floor: Floor) -> list[Step]:
+        out = []
+        for action in list(self.actions.values()):
+            stats = floor.stats.get(action.queue_id)
+            within = stats.settings.approve_within_s if stats else 300.0
+            if action.state == "proposed" and floor.now - action.created_at.timestamp() >= within:
+                self._release_held(action)
+                expired = action.moved("expired", "dispatcher", floor.now)
+                self.actions[action.action_id] = expired
+                out.append(Step(expired, []))
+        return out
+
+    def _measure(self, floor: Floor) -> list[Step]:
+        """contract 6: the queue's answer rate over the 15 minutes after sending."""
+        out = []
+        for action in list(self.actions.values()):
+            if action.sent_at is None or action.measured is not None:
+                continue
+            stats = floor.stats.get(action.queue_id)
+            if stats is None or floor.now - action.sent_at.timestamp() < MEASURE_AFTER_S:
+                continue
+            window = stats.windows.get(900) or stats.windows[stats.settings.primary_window_s]
+            measured = Measured(at=at(floor.now), answer_rate=window.answer_rate,
+                                projected=action.projected.answer_rate_after)  # fmt: skip
+            done = action.model_copy(update={"measured": measured})
+            self.actions[action.action_id] = done
+            out.append(Step(done, []))
+        return out
+
+    # ---- leads ---------------------------------------------------------------
+
+    def decide(self, action_id: str, verdict: str, by: str, now: float) -> Step | None:
+        """A lead's approval (the commands are sent) or rejection of a proposal."""
         action = self.actions.get(action_id)
         if action is None or action.state != "proposed":
             return None
         if verdict == "approved":
-            action = action.moved("approved", by, now).moved("sent", "dispatcher", now)
-            self.actions[action_id] = action
-            return Change(action, action.plan)
-        action = action.moved("rejected", by, now)
-        self.actions[action_id] = action
-        return Change(action, [])
+            self._release_held(action)
+            return self._record(action.moved("approved", by, now), now, True)
+        self._release_held(action)
+        rejected = action.moved("rejected", by, now)
+        self.actions[action_id] = rejected
+        return Step(rejected, [])
 
-    def _expire(self, now: float) -> list[Change]:
-        out = []
-        for action in list(self.actions.values()):
-            if action.state == "proposed" and now - action.created_at >= self.limits.expire_after_s:
-                expired = action.moved("expired", "dispatcher", now)
-                self.actions[action.action_id] = expired
-                out.append(Change(expired, []))
-        return out
-
-    def _undo_lapsed(self, now: float, queue_id: str, state: QueueAlertState) -> list[Change]:
-        """contract 6: when a tier is left, what it started is undone."""
-        out = []
-        for action in self.open_actions(queue_id):
-            started_by_breach = action.tier == 0
-            lapsed = (
-                (not state.breach and state.tier == 0)
-                if started_by_breach
-                else action.tier > state.tier
-            )
-            if not lapsed:
-                continue
-            if action.state == "proposed":
-                done = action.moved("expired", "dispatcher", now)
-                self.actions[action.action_id] = done
-                out.append(Change(done, []))
-                continue
-            done = action.moved("reverted", "dispatcher", now)
-            self.actions[action.action_id] = done
-            out.append(Change(done, done.undo))
-        return out
-
-    def _plan_queue(
-        self,
-        now: float,
-        queue_id: str,
-        state: QueueAlertState,
-        ratio: float | None,
-        stats: Mapping[str, QueueStats],
-        agents: Mapping[str, Agent],
-        taken: set[str],
-    ) -> list[Action]:
-        mine = stats[queue_id]
-        s = mine.settings
-        have = len(staffed(agents, queue_id))
-        borrowed = sum(1 for a in self.open_actions(queue_id) if a.agent_id)
-        ceiling = have + self.limits.max_borrowed
-        need = needed_agents(mine, ceiling)
-        reason = {
-            "alert": "surge" if state.tier else "sl_breach",
-            "tier": state.tier,
-            "ratio": ratio,
-            "answer_rate_live": mine.windows[s.primary_window_s].answer_rate_live,
-            "arrivals": mine.surge_arrivals,
-            "arrival_rate_per_s": mine.surge_arrivals / s.surge_window_s,
-            "aht_s": mine.windows[s.primary_window_s].aht_s,
-            "patience_s": mine.patience_s,
-            "agents_needed": need,
-            "agents_staffed": have,
-        }
-        if state.surge_id is not None:
-            reason["alert_id"] = state.surge_id
-        elif state.breach_id is not None:
-            reason["alert_id"] = state.breach_id
-        deficit = min(need - have, self.limits.max_borrowed - borrowed, self.limits.moves_per_tick)
-        out: list[Action] = []
-        tier = state.tier
-        if deficit > 0:
-            donors_staff = {q: len(staffed(agents, q)) for q in stats}
-            self._lent = self._lent_by_donor()
-            for agent, donor in self._movable(queue_id, tier, stats, agents, taken, donors_staff):
-                if len(out) >= deficit:
-                    break
-                # the tier whose response this is: idle agents tier 1, busy ones tier 2
-                asks = 0 if tier == 0 else (1 if agent.state == "available" else 2)
-                out.append(
-                    self._reassign(now, queue_id, agent, donor, asks, reason, mine, have + len(out))
-                )
-                donors_staff[donor] -= 1
-                self._lent[donor] = self._lent.get(donor, 0) + 1
-                taken.add(agent.agent_id)
-            if tier >= 2:
-                for agent in self._standby(queue_id, agents, taken):
-                    if len(out) >= deficit:
-                        break
-                    out.append(
-                        self._activate(now, queue_id, agent, 2, reason, mine, have + len(out))
-                    )
-                    taken.add(agent.agent_id)
-        if tier >= 3 and not any(a.type == "queue.callback" for a in self.open_actions(queue_id)):
-            out.append(self._callback(now, queue_id, reason, mine, have))
-        return out
-
-    def _movable(
-        self,
-        queue_id: str,
-        tier: int,
-        stats: Mapping[str, QueueStats],
-        agents: Mapping[str, Agent],
-        taken: set[str],
-        donors_staff: dict[str, int],
-    ) -> list[tuple[Agent, str]]:
-        """Cross-skilled agents of donors with headroom, most headroom first."""
-        states = ("available",) if tier < 2 else WORKING
-        candidates: list[tuple[float, int, str, Agent, str]] = []
-        healthy = {q: _healthy(st) for q, st in stats.items()}
-        for agent in agents.values():
-            if agent.agent_id in taken or agent.state not in states or queue_id in agent.serving:
-                continue
-            if queue_id not in agent.skills:
-                continue
-            for donor in sorted(agent.serving):
-                donor_stats = stats.get(donor)
-                if donor_stats is None or donors_staff.get(donor, 0) <= 1:
-                    continue  # never the last staffed agent
-                if not healthy[donor]:
-                    continue  # a donor already missing its target gives nobody
-                lent = self._lent.get(donor, 0)
-                if lent + 1 > self.limits.max_lent_share * (donors_staff[donor] + lent):
-                    continue
-                after = project(donor_stats, donors_staff[donor] - 1)
-                if not meets(after, donor_stats.settings):
-                    continue
-                headroom = after.answer_rate - donor_stats.settings.sl_target
-                idle_first = 0 if agent.state == "available" else 1
-                candidates.append((-headroom, idle_first, agent.agent_id, agent, donor))
-                break
-        candidates.sort(key=lambda c: (c[1], c[0], -c[3].skills.get(queue_id, 0), c[2]))
-        return [(c[3], c[4]) for c in candidates]
-
-    def _lent_by_donor(self) -> dict[str, int]:
-        lent: dict[str, int] = {}
-        for action in self.open_actions():
-            if action.type == "agent.reassign":
-                donor = str(action.plan[0]["from_queue"])
-                lent[donor] = lent.get(donor, 0) + 1
-        return lent
-
-    def _standby(self, queue_id: str, agents: Mapping[str, Agent], taken: set[str]) -> list[Agent]:
-        pool = [
-            a
-            for a in agents.values()
-            if a.state == "not_ready"
-            and a.reason == "standby"
-            and queue_id in a.skills
-            and a.agent_id not in taken
+    def undo(self, action_id: str, by: str, now: float) -> Step | None:
+        """Reverse a sent action: its agents go back, its routing is turned off."""
+        action = self.actions.get(action_id)
+        if action is None or action.state != "sent" or not action.undo:
+            return None
+        still = [
+            c for c in action.undo if not isinstance(c, ReleaseAgent) or self._held_by(c, action_id)
         ]
-        return sorted(pool, key=lambda a: (-a.skills[queue_id], a.agent_id))
+        reverted = action.moved("reverted", by, now)
+        self._apply(still, now)
+        self.actions[action_id] = reverted
+        return Step(reverted, still)
 
-    def _effect(self, stats: QueueStats, before: int, after: int) -> dict[str, Any]:
-        b, a = project(stats, before), project(stats, after)
-        return {
-            "agents_before": before,
-            "agents_after": after,
-            "answer_rate_before": b.answer_rate,
-            "answer_rate_after": a.answer_rate,
-            "abandon_rate_before": b.abandon_rate,
-            "abandon_rate_after": a.abandon_rate,
-        }
+    def _held_by(self, release: ReleaseAgent, action_id: str) -> bool:
+        move = self.moves.get(release.agent_id)
+        return move is not None and move.action_id == action_id
 
-    def _new(
-        self,
-        now: float,
-        kind: str,
-        queue_id: str,
-        tier: int,
-        reason: dict[str, Any],
-        do: dict[str, Any],
-        undo: dict[str, Any],
-        effect: dict[str, Any],
-        agent_id: str | None = None,
-    ) -> Action:
-        """A proposed action; its commands' ids derive from its own id (idempotent)."""
-        action_id = f"{queue_id}:{kind}:{agent_id or 'queue'}:{int(now * 1000)}"
-        plan = [{**do, "command_id": f"{action_id}:do"}]
-        reverse = [{**undo, "command_id": f"{action_id}:undo"}]
-        history = (("proposed", "dispatcher", now),)
-        return Action(
-            action_id, queue_id, str(do["type"]), tier, reason, plan, reverse, effect,
-            "proposed", now, "dispatcher", now, agent_id, history,
-        )  # fmt: skip
+    def hand(self, lever: Lever, queue_id: str, count: int, by: str) -> Step | None:
+        """A lead's own action: one lever, `count` agents, bounded like the planner's own."""
+        floor = self.floor
+        if floor is None or queue_id not in floor.stats:
+            return None
+        s = floor.stats[queue_id].settings
+        aid = self._action_id(queue_id, floor.now)
+        taken = set(self.moves)
+        budget = min(count, s.moves_per_tick, s.max_borrowed - self.borrowed(queue_id))
+        commands: list[AnyCommand] = []
+        if lever in AGENT_LEVERS:
+            for agent, donor in self._pick(floor, queue_id, lever, taken, max(0, budget)):
+                commands.append(
+                    self._bring(floor.now, queue_id, lever, agent, donor, aid, len(commands))
+                )
+        elif lever == "callback" and "callback" not in self.routing.get(queue_id, set()):
+            commands.append(SetCallback(command_id=f"{aid}:0", action_id=aid, queue_id=queue_id,
+                                        enabled=True, offer_after_s=s.sl_threshold_s))  # fmt: skip
+        elif lever == "overflow" and s.overflow_to and self._overflow_fits(floor, queue_id):
+            commands.append(self._set_overflow(queue_id, s, aid, 0, True))
+        if not commands:
+            return None
+        state = floor.states.get(queue_id, QueueAlertState())
+        gained = sum(1.0 for c in commands if not isinstance(c, SetCallback | SetOverflow))
+        action = self._action(floor, queue_id, aid, "hand", [lever], state, commands, gained)
+        return self._record(action.moved("approved", by, floor.now), floor.now, True, by)
 
-    def _reassign(
-        self, now: float, queue_id: str, agent: Agent, donor: str, tier: int,
-        reason: dict[str, Any], stats: QueueStats, have: int,
-    ) -> Action:  # fmt: skip
-        do = {"type": "agent.reassign", "agent_id": agent.agent_id, "from_queue": donor,
-              "to_queue": queue_id, "until": iso_ms(now + 3600)}  # fmt: skip
-        undo = {"type": "agent.release", "agent_id": agent.agent_id, "queue_id": queue_id}
-        effect = self._effect(stats, have, have + 1)
-        return self._new(now, "reassign", queue_id, tier, reason, do, undo, effect, agent.agent_id)
 
-    def _activate(
-        self, now: float, queue_id: str, agent: Agent, tier: int,
-        reason: dict[str, Any], stats: QueueStats, have: int,
-    ) -> Action:  # fmt: skip
-        do = {"type": "agent.activate", "agent_id": agent.agent_id, "queue_id": queue_id}
-        undo = {"type": "agent.release", "agent_id": agent.agent_id, "queue_id": queue_id}
-        effect = self._effect(stats, have, have + 1)
-        return self._new(now, "activate", queue_id, tier, reason, do, undo, effect, agent.agent_id)
+def _undo_of(aid: str, commands: list[AnyCommand]) -> list[AnyCommand]:
+    out: list[AnyCommand] = []
+    for i, c in enumerate(reversed(commands)):
+        cid = f"{aid}:undo:{i}"
+        match c:
+            case ReassignAgent():
+                out.append(ReleaseAgent(command_id=cid, action_id=aid, agent_id=c.agent_id,
+                                        queue_id=c.to_queue))  # fmt: skip
+            case ActivateAgent():
+                out.append(ReleaseAgent(command_id=cid, action_id=aid, agent_id=c.agent_id,
+                                        queue_id=c.queue_id))  # fmt: skip
+            case SetCallback() if c.enabled:
+                out.append(c.model_copy(update={"command_id": cid, "enabled": False}))
+            case SetOverflow() if c.enabled:
+                out.append(c.model_copy(update={"command_id": cid, "enabled": False}))
+            case _:
+                pass  # a release or a switch-off has nothing to undo
+    return out
 
-    def _callback(
-        self, now: float, queue_id: str, reason: dict[str, Any], stats: QueueStats, have: int
-    ) -> Action:
-        after = stats.settings.sl_threshold_s
-        do = {
-            "type": "queue.callback",
-            "queue_id": queue_id,
-            "enabled": True,
-            "offer_after_s": after,
-        }
-        undo = {**do, "enabled": False}
-        return self._new(
-            now, "callback", queue_id, 3, reason, do, undo, self._effect(stats, have, have)
-        )
+
+def _effect(before: Performance, after: Performance, have: float, gained: float) -> Effect:
+    return Effect(
+        agents_before=round(have, 3), agents_after=round(have + gained, 3),
+        answer_rate_before=before.answer_rate, answer_rate_after=after.answer_rate,
+        abandon_rate_before=before.abandon_rate, abandon_rate_after=after.abandon_rate,
+    )  # fmt: skip
+
+
+def _reason_text(
+    kind: Kind, state: QueueAlertState, ratio: float | None, live: float | None
+) -> str:
+    if kind == "recall":
+        head = "below target: lent agents recalled"
+    elif kind == "unwind":
+        head = "calm: giving agents back"
+    elif kind == "renew":
+        head = "reassignments renewed"
+    elif kind == "hand":
+        head = "by hand"
+    else:
+        head = f"tier {state.tier}" if state.tier else "SL breach"
+    parts = [head]
+    if ratio is not None:
+        parts.append(f"{100 * ratio:.0f}% of expected")
+    if live is not None:
+        parts.append(f"answer rate {100 * live:.0f}%")
+    return ", ".join(parts)

@@ -1,34 +1,53 @@
-"""The planner on hand-built floors (contract 6): who moves, who never does, and undo."""
+"""The planner on hand-built floors (contract 6), rule by rule, from tables.
+
+Queues take 0.1 (billing), 0.02 (sales) and 0.05 (support) calls a second at an AHT of
+200 s and a patience of 120 s; `need(rate)` is the fewest agents Erlang A gives 90%
+within 30 s and at most 5% abandoned, worked out by `agents_for_target` (itself checked
+against a birth-death chain in test_erlang.py).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
 from shared.core.engine import Agent, AgentCounts, QueueStats, WindowMetrics
-from shared.core.erlang import agents_for_target, erlang_a
-from shared.core.planner import Planner
+from shared.core.erlang import agents_for_target
+from shared.core.planner import Floor, Planner, TimeShares, levers_for
 from shared.core.tiers import QueueAlertState
+from shared.messages.commands import (
+    ActivateAgent,
+    ReassignAgent,
+    ReleaseAgent,
+    SetCallback,
+    SetOverflow,
+)
 from shared.queue_settings import QueueSettings
 from tests.conftest import T0
 
 NOW = T0.timestamp()
 SETTINGS = QueueSettings()  # sl_target 0.9, abandon_cap 0.05, threshold 30 s
 AHT, PATIENCE = 200.0, 120.0
+BILLING, SALES, SUPPORT = 0.1, 0.02, 0.05  # calls per second
 
 
-def queue(queue_id: str, per_s: float, rate_live: float | None = 0.95) -> QueueStats:
+def queue(
+    queue_id: str, per_s: float, live: float | None = 0.95, pending: int = 0,
+    settings: QueueSettings = SETTINGS,
+) -> QueueStats:  # fmt: skip
     window = WindowMetrics(
         arrivals=0, answered=0, answered_within_target=0, short_abandoned=0, abandoned=0,
-        callbacks=0, overflowed=0, offered=0, answer_rate=None, answer_rate_live=rate_live,
+        callbacks=0, overflowed=0, offered=0, answer_rate=None, answer_rate_live=live,
         abandon_rate=None, asa_s=None, aht_s=AHT,
     )  # fmt: skip
     return QueueStats(
-        queue_id=queue_id, now=NOW, windows=dict.fromkeys(SETTINGS.windows_s, window), waiting=0,
+        queue_id=queue_id, now=NOW, windows=dict.fromkeys(settings.windows_s, window), waiting=0,
         waiting_over_target=0, longest_wait_s=0.0, agents=AgentCounts(),
-        surge_arrivals=round(per_s * SETTINGS.surge_window_s), baseline_arrivals=None,
-        settings=SETTINGS, patience_s=PATIENCE,
+        surge_arrivals=round(per_s * settings.surge_window_s), baseline_arrivals=None,
+        settings=settings, patience_s=PATIENCE, callbacks_pending=pending,
     )  # fmt: skip
 
 
@@ -37,175 +56,344 @@ def need(per_s: float) -> int:
 
 
 def agent(
-    agent_id: str,
-    serving: str,
-    skills: dict[str, int],
-    state: str = "busy",
-    reason: str | None = None,
-) -> Agent:
-    return Agent(
-        agent_id,
-        state=state,
-        reason=reason,
-        skills=skills,
-        serving=frozenset([serving]) if serving else frozenset(),
-    )
+    agent_id: str, serving: str, skills: dict[str, int], state: str = "busy",
+    reason: str | None = None, pool: str = "regular",
+) -> Agent:  # fmt: skip
+    return Agent(agent_id, state=state, reason=reason, skills=skills,
+                 serving=frozenset([serving]) if serving else frozenset(), pool=pool)  # fmt: skip
 
 
-BILLING, SALES, SUPPORT = 0.1, 0.02, 0.05  # calls per second
-
-
-def floor() -> dict[str, Agent]:
-    """Billing 3 short; sales with headroom; support exactly at its need; a one-agent queue."""
+def floor_agents() -> dict[str, Agent]:
+    """Billing 3 short; sales with headroom (three idle, cross-skilled); support exactly at
+    its need (two idle, cross-skilled); a one-agent queue; standby, partner, emergency."""
     agents: dict[str, Agent] = {}
     for i in range(need(BILLING) - 3):
         agents[f"b{i:02d}"] = agent(f"b{i:02d}", "billing", {"billing": 8})
-    for i in range(need(SALES) + 6):  # four idle, three of them also skilled for billing
+    for i in range(need(SALES) + 6):
         state = "available" if i < 4 else "busy"
         skills = {"sales": 8, "billing": 9 - i} if i < 3 else {"sales": 8}
         agents[f"s{i:02d}"] = agent(f"s{i:02d}", "sales", skills, state)
-    for i in range(need(SUPPORT)):  # no headroom, two idle and cross-skilled
+    for i in range(need(SUPPORT)):
         state = "available" if i < 2 else "busy"
         agents[f"u{i:02d}"] = agent(f"u{i:02d}", "support", {"support": 8, "billing": 9}, state)
     agents["solo"] = agent("solo", "vip", {"vip": 8, "billing": 10}, "available")
-    agents["sb1"] = agent("sb1", "", {"billing": 6}, "not_ready", "standby")
-    agents["sb2"] = agent("sb2", "", {"billing": 7}, "not_ready", "standby")
+    for i, level in enumerate([6, 7, 5, 4]):
+        agents[f"sb{i}"] = agent(f"sb{i}", "", {"billing": level}, "not_ready", "standby",
+                                 "standby")  # fmt: skip
     agents["brk"] = agent("brk", "", {"billing": 9}, "not_ready", "break")
+    agents["pa1"] = agent("pa1", "", {"billing": 5}, "offline", pool="partner")
+    agents["em1"] = agent("em1", "", {"billing": 5}, "offline", pool="emergency")
     return agents
 
 
-STATS = {
-    "billing": queue("billing", BILLING, 0.6),
-    "sales": queue("sales", SALES),
-    "support": queue("support", SUPPORT),
-    "vip": queue("vip", 0.001),
-}
+def stats(billing_live: float | None = 0.6, **overrides: QueueStats) -> dict[str, QueueStats]:
+    out = {
+        "billing": queue("billing", BILLING, billing_live),
+        "sales": queue("sales", SALES),
+        "support": queue("support", SUPPORT),
+        "vip": queue("vip", 0.001),
+    }
+    return {**out, **overrides}
 
 
-def commands(changes: list[Any]) -> list[tuple[str, ...]]:
-    out: list[tuple[str, ...]] = []
-    for change in changes:
-        for c in change.commands:
-            out.append(
-                (
-                    c["type"],
-                    c.get("agent_id", ""),
-                    c.get("from_queue", c.get("queue_id", "")),
-                    str(c.get("to_queue", c.get("enabled", ""))),
-                )
-            )
+def floor(
+    states: dict[str, QueueAlertState], agents: dict[str, Agent] | None = None,
+    now: float = NOW, billing_live: float | None = 0.6, **overrides: QueueStats,
+) -> Floor:  # fmt: skip
+    return Floor(now, stats(billing_live, **overrides), states, agents or floor_agents())
+
+
+def auto(_q: str) -> str:
+    return "auto"
+
+
+def brief(commands: Sequence[object]) -> list[tuple[str, str, str]]:
+    """(type, agent or queue, from or pool or enabled) for each command."""
+    out = []
+    for c in commands:
+        match c:
+            case ReassignAgent():
+                out.append(("reassign", c.agent_id, c.from_queue))
+            case ActivateAgent():
+                out.append(("activate", c.agent_id, c.pool))
+            case ReleaseAgent():
+                out.append(("release", c.agent_id, c.queue_id))
+            case SetCallback():
+                out.append(("callback", c.queue_id, str(c.enabled)))
+            case SetOverflow():
+                out.append(("overflow", c.to_queue_id or f"site:{c.to_site}", str(c.enabled)))
     return out
 
 
+TIER1 = QueueAlertState(tier=1, since=NOW, surge_id="surge:billing:1")
+STAFFED_BILLING = need(BILLING) - 3
+
+
 def test_the_floor_is_built_as_described() -> None:
-    """The donors' numbers the test relies on, from the Erlang A model itself."""
-    assert need(BILLING) - 3 > 0
-    sales_after = erlang_a(need(SALES) + 6 - 3, SALES, AHT, PATIENCE, 30)
-    assert sales_after.answer_rate >= 0.9 and sales_after.abandon_rate <= 0.05
-    support_after = erlang_a(need(SUPPORT) - 1, SUPPORT, AHT, PATIENCE, 30)
-    assert support_after.answer_rate < 0.9 or support_after.abandon_rate > 0.05
+    assert need(BILLING) == 23 and need(SALES) == 7 and need(SUPPORT) == 13
+    assert STAFFED_BILLING == 20 and math.floor(0.2 * STAFFED_BILLING) == 4
 
 
-def test_tier_one_takes_three_idle_cross_skilled_from_sales_only() -> None:
+@pytest.mark.parametrize(
+    ("tier", "breach", "levers"),
+    [
+        (0, False, []),
+        (0, True, ["cross_skill"]),
+        (1, False, ["standby"]),
+        (2, False, ["standby", "cross_skill", "partner"]),
+        (3, False, ["standby", "cross_skill", "partner", "emergency", "callback", "overflow"]),
+        (1, True, ["standby", "cross_skill"]),
+    ],
+)
+def test_the_default_playbook_pulls_the_tier_and_the_tiers_below(
+    tier: int, breach: bool, levers: list[str]
+) -> None:
+    state = QueueAlertState(tier=tier, breach=breach)
+    assert levers_for(SETTINGS, state) == levers
+
+
+def test_a_playbook_of_its_own_changes_the_levers() -> None:
+    own = SETTINGS.updated({"playbook": {"1": ["cross_skill"], "2": ["callback"]}})
+    assert levers_for(own, QueueAlertState(tier=2)) == ["cross_skill", "callback"]
+
+
+def test_tier_one_calls_in_standby_up_to_its_share_as_one_action() -> None:
+    """20 billing agents staffed: standby_share 0.2 lets 4 in, best skill first; the gap
+    is 3; one action holds the three commands."""
     planner = Planner()
-    states = {"billing": QueueAlertState(tier=1, since=NOW, surge_id="surge:billing:1")}
-    changes = planner.step(NOW, STATS, states, floor(), lambda _q: "auto", {"billing": 1.3})
-    assert commands(changes) == [
-        ("agent.reassign", "s00", "sales", "billing"),  # billing level 9
-        ("agent.reassign", "s01", "sales", "billing"),  # 8
-        ("agent.reassign", "s02", "sales", "billing"),  # 7
-    ]
-    first = changes[0].action.as_json()
-    assert first["state"] == "sent" and first["tier"] == 1
-    assert first["plan"][0]["command_id"] == f"billing:reassign:s00:{int(NOW * 1000)}:do"
-    assert first["reason"]["agents_needed"] == need(BILLING)
-    assert first["reason"]["agents_staffed"] == need(BILLING) - 3
-    assert first["reason"]["alert_id"] == "surge:billing:1"
-    assert first["projected"]["agents_after"] == need(BILLING) - 2
-    assert first["projected"]["answer_rate_after"] > first["projected"]["answer_rate_before"]
-    # within the cooldown nothing more is planned; the same agents are never moved twice
-    assert planner.step(NOW + 2, STATS, states, floor(), lambda _q: "auto") == []
+    steps = planner.step(floor({"billing": TIER1}), auto)
+    assert len(steps) == 1
+    action = steps[0].action
+    assert brief(steps[0].commands) == [
+        ("activate", "sb1", "standby"), ("activate", "sb0", "standby"),
+        ("activate", "sb2", "standby"),
+    ]  # fmt: skip
+    assert action.state == "sent" and action.kind == "plan" and action.levers == ["standby"]
+    assert action.reason.alert_id == "surge:billing:1" and action.reason.trigger == "1"
+    assert action.reason.agents_needed == 23 and action.reason.agents_staffed == 20
+    assert action.projected.agents_before == 20 and action.projected.agents_after == 23
+    assert action.projected.answer_rate_after >= 0.9 > action.projected.answer_rate_before
+    assert [c.command_id for c in action.commands] == [f"{action.action_id}:{i}" for i in range(3)]
+    assert [type(c) for c in action.undo] == [ReleaseAgent] * 3
+    assert planner.borrowed("billing") == 3
+    # the next tick: the floor does not show them yet, but they are counted once
+    assert planner.step(floor({"billing": TIER1}, now=NOW + 2), auto) == []
 
 
-def test_tier_two_calls_in_standby_and_tier_three_turns_on_callback() -> None:
+def test_standby_share_bounds_the_call_in() -> None:
     planner = Planner()
-    states = {"billing": QueueAlertState(tier=3, since=NOW, surge_id="surge:billing:1")}
-    agents = floor()
-    for a in ("s00", "s01", "s02", "s03"):
-        agents[a].state = "busy"  # no idle donor agent: standby is next
-    changes = planner.step(NOW, STATS, states, agents, lambda _q: "auto")
-    got = commands(changes)
-    # sales' busy cross-skilled agents may move at tier 2 and up; then standby by level
-    assert got == [
-        ("agent.reassign", "s00", "sales", "billing"),
-        ("agent.reassign", "s01", "sales", "billing"),
-        ("agent.reassign", "s02", "sales", "billing"),
-        ("queue.callback", "", "billing", "True"),
-    ]
-    assert [c.action.tier for c in changes] == [2, 2, 2, 3]
-    assert changes[-1].commands[0]["offer_after_s"] == 30.0
-    # standby agents when the donors have nobody to give (brk is on a break: never called in)
-    agents = {k: v for k, v in floor().items() if not k.startswith("s0")}
-    planner2 = Planner()
-    got2 = commands(planner2.step(NOW, STATS, states, agents, lambda _q: "auto"))
-    assert got2 == [
-        ("agent.activate", "sb2", "billing", ""),
-        ("agent.activate", "sb1", "billing", ""),
-        ("queue.callback", "", "billing", "True"),
-    ]
+    own = SETTINGS.updated({"standby_share": 0.1})  # 2 of 20
+    steps = planner.step(floor({"billing": TIER1}, billing=queue("billing", BILLING, 0.6,
+                                                                  settings=own)), auto)  # fmt: skip
+    assert brief(steps[0].commands) == [
+        ("activate", "sb1", "standby"), ("activate", "sb0", "standby")
+    ]  # fmt: skip
 
 
-def test_leaving_the_tiers_undoes_everything_step_by_step() -> None:
+def test_tier_two_takes_idle_cross_skilled_agents_only_from_donors_with_headroom() -> None:
+    """Standby first (cheapest), then sales' idle cross-skilled agents; never support
+    (no headroom), never vip's only agent, never the agent on a break."""
     planner = Planner()
-    agents = {k: v for k, v in floor().items() if k not in ("s01", "s02")}  # one idle mover
-    states = {"billing": QueueAlertState(tier=3, since=NOW, surge_id="s")}
-    planner.step(NOW, STATS, states, agents, lambda _q: "auto")
-    assert sorted(a.type for a in planner.open_actions()) == [
-        "agent.activate",
-        "agent.activate",
-        "agent.reassign",
-        "queue.callback",
-    ]
-    down2 = planner.step(
-        NOW + 200,
-        STATS,
-        {"billing": QueueAlertState(tier=2, since=NOW, surge_id="s")},
-        agents,
-        lambda _q: "auto",
+    own = SETTINGS.updated({"standby_share": 0.0})
+    state = QueueAlertState(tier=2, since=NOW, surge_id="surge:billing:2")
+    steps = planner.step(floor({"billing": state}, billing=queue("billing", BILLING, 0.6,
+                                                                  settings=own)), auto)  # fmt: skip
+    assert brief(steps[0].commands) == [
+        ("reassign", "s00", "sales"), ("reassign", "s01", "sales"), ("reassign", "s02", "sales"),
+    ]  # fmt: skip
+    assert steps[0].action.levers == ["cross_skill"]
+    assert planner.lent("sales") == 3 and planner.borrowed("billing") == 3
+
+
+def test_a_donor_lends_at_most_its_share() -> None:
+    planner = Planner()
+    no_standby = SETTINGS.updated({"standby_share": 0.0})
+    stingy = SETTINGS.updated({"max_lent_share": 0.15})  # 13 sales agents: 1 (2 > 0.15 * 13)
+    state = QueueAlertState(tier=2)
+    steps = planner.step(
+        floor({"billing": state}, billing=queue("billing", BILLING, 0.6, settings=no_standby),
+              sales=queue("sales", SALES, settings=stingy)), auto,
+    )  # fmt: skip
+    assert [b[:2] for b in brief(steps[0].commands)] == [
+        ("reassign", "s00"), ("activate", "pa1"),  # then the partner pool (tier 2) fills in
+    ]  # fmt: skip
+
+
+def test_tier_three_adds_emergency_callback_and_overflow_in_one_action() -> None:
+    planner = Planner()
+    own = SETTINGS.updated({"standby_share": 0.0, "overflow_to": "sales"})
+    keeps = queue("sales", SALES, settings=SETTINGS.updated({"max_lent_share": 0.0}))
+    state = QueueAlertState(tier=3, since=NOW, surge_id="surge:billing:3")
+    agents = floor_agents()
+    steps = planner.step(floor({"billing": state}, agents, sales=keeps,
+                               billing=queue("billing", BILLING, 0.6, settings=own)), auto)  # fmt: skip
+    assert brief(steps[0].commands) == [
+        ("activate", "pa1", "partner"), ("activate", "em1", "emergency"),
+        ("callback", "billing", "True"), ("overflow", "sales", "True"),
+    ]  # fmt: skip
+    callback = steps[0].commands[2]
+    assert isinstance(callback, SetCallback) and callback.offer_after_s == 30
+    # once on, callback and overflow are not sent again
+    later = planner.step(floor({"billing": state}, agents, now=NOW + 2, sales=keeps,
+                               billing=queue("billing", BILLING, 0.6, settings=own)), auto)  # fmt: skip
+    assert later == []
+
+
+def test_recall_comes_before_any_new_lending() -> None:
+    """Sales lent three agents; when its own live answer rate falls below target it gets
+    them back (newest first) in the same tick, and lends nobody new."""
+    planner = Planner()
+    own = SETTINGS.updated({"standby_share": 0.0})
+    state = QueueAlertState(tier=2)
+    planner.step(
+        floor({"billing": state}, billing=queue("billing", BILLING, 0.6, settings=own)), auto
     )
-    assert [c for c in commands(down2) if c[0] != "agent.reassign"] == [
-        ("queue.callback", "", "billing", "False")
-    ]
-    down0 = planner.step(
-        NOW + 400, STATS, {"billing": QueueAlertState()}, agents, lambda _q: "auto"
-    )
-    assert sorted(commands(down0)) == [
-        ("agent.release", "s00", "billing", ""),
-        ("agent.release", "sb1", "billing", ""),
-        ("agent.release", "sb2", "billing", ""),
-    ]
-    assert planner.open_actions() == []
-    assert {a.state for a in planner.actions.values()} == {"reverted"}
+    assert planner.lent("sales") == 3
+    steps = planner.step(
+        floor({"billing": state}, now=NOW + 2, billing=queue("billing", BILLING, 0.6, settings=own),
+              sales=queue("sales", SALES, live=0.85)), auto,
+    )  # fmt: skip
+    recall = [s for s in steps if s.action.queue_id == "sales"]
+    assert len(recall) == 1 and recall[0].action.kind == "recall"
+    assert brief(recall[0].commands) == [
+        ("release", "s02", "billing"), ("release", "s01", "billing"), ("release", "s00", "billing"),
+    ]  # fmt: skip
+    assert planner.lent("sales") == 0
 
 
-def test_approve_mode_holds_commands_until_a_lead_decides() -> None:
+@pytest.mark.parametrize(("pending", "released"), [(0, 3), (4, 0)])
+def test_unwind_waits_for_the_callback_backlog(pending: int, released: int) -> None:
+    """A calm billing at its own rate of 0.05 a second needs 15 of its 25: three standby
+    agents go back in a tick (a few at a time), but only with no callback pending."""
     planner = Planner()
-    states = {"billing": QueueAlertState(tier=1, since=NOW, surge_id="s")}
-    proposed = planner.step(NOW, STATS, states, floor(), lambda _q: "approve")
-    assert [c.action.state for c in proposed] == ["proposed"] * 3 and commands(proposed) == []
-    ok = planner.decide(proposed[0].action.action_id, "approved", "lead-ann", NOW + 5)
-    assert ok is not None and [h[0] for h in ok.action.history] == ["proposed", "approved", "sent"]
-    assert commands([ok]) == [("agent.reassign", "s00", "sales", "billing")]
-    no = planner.decide(proposed[1].action.action_id, "rejected", "lead-ann", NOW + 5)
-    assert no is not None and no.action.state == "rejected" and no.commands == []
-    assert planner.decide(proposed[1].action.action_id, "approved", "lead-ann", NOW + 6) is None
-    later = planner.step(NOW + 400, STATS, states, floor(), lambda _q: "approve")
-    expired = [c.action.action_id for c in later if c.action.state == "expired"]
-    assert expired == [proposed[2].action.action_id]
+    planner.step(floor({"billing": TIER1}), auto)
+    agents = floor_agents()
+    for a in ("sb0", "sb1", "sb2"):
+        agents[a] = replace(agents[a], state="available", serving=frozenset(["billing"]))
+    calm = queue("billing", SUPPORT, live=0.97, pending=pending)
+    steps = planner.step(floor({}, agents, now=NOW + 600, billing=calm), auto)
+    releases = [c for s in steps for c in s.commands if isinstance(c, ReleaseAgent)]
+    assert [c.agent_id for c in releases] == ["sb2", "sb0", "sb1"][:released]
 
 
-@pytest.mark.parametrize("healthy_rate", [0.5])
-def test_a_donor_missing_its_own_target_gives_nobody(healthy_rate: float) -> None:
-    stats = {**STATS, "sales": queue("sales", SALES, rate_live=healthy_rate)}
-    states = {"billing": QueueAlertState(tier=1, since=NOW, surge_id="s")}
-    assert Planner().step(NOW, stats, states, floor(), lambda _q: "auto") == []
+def test_unwind_keeps_what_the_projection_still_needs() -> None:
+    """At its surge rate billing still needs 28: calm or not, nobody is released."""
+    planner = Planner()
+    planner.step(floor({"billing": TIER1}), auto)
+    agents = floor_agents()
+    for a in ("sb0", "sb1", "sb2"):
+        agents[a] = replace(agents[a], state="available", serving=frozenset(["billing"]))
+    assert planner.step(floor({}, agents, now=NOW + 600, billing_live=0.95), auto) == []
+
+
+def test_the_same_standby_agent_is_never_called_in_twice_in_one_surge() -> None:
+    planner = Planner()
+    planner.step(floor({"billing": TIER1}), auto)
+    undone = planner.undo(next(iter(planner.actions)), "lead", NOW + 10)
+    assert undone is not None and brief(undone.commands)[0] == ("release", "sb2", "billing")
+    # still tier 1 and short: sb0..sb2 were called in this surge, only sb3 is left
+    steps = planner.step(floor({"billing": TIER1}, now=NOW + 12), auto)
+    assert brief(steps[0].commands) == [("activate", "sb3", "standby")]
+
+
+def test_reassignments_are_renewed_before_until() -> None:
+    planner = Planner()
+    own = SETTINGS.updated({"standby_share": 0.0})
+    state = QueueAlertState(tier=2)
+    billing = queue("billing", BILLING, 0.6, settings=own)
+    planner.step(floor({"billing": state}, billing=billing), auto)
+    agents = floor_agents()
+    for a in ("s00", "s01", "s02"):
+        agents[a] = replace(agents[a], state="busy", serving=frozenset(["billing"]))
+    early = planner.step(floor({"billing": state}, agents, now=NOW + 3000, billing=billing), auto)
+    assert [s.commands for s in early] == [[]]  # only the measured effect of the first
+    steps = planner.step(floor({"billing": state}, agents, now=NOW + 3301, billing=billing), auto)
+    renewed = steps[0].commands
+    assert steps[0].action.kind == "renew"
+    assert [(c.agent_id, c.until.timestamp()) for c in renewed if isinstance(c, ReassignAgent)] == [
+        (a, NOW + 3301 + 3600) for a in ("s00", "s01", "s02")
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("shares", "have_a", "have_b"),
+    [
+        ({}, 2.0, 2.0),  # unknown: each counts 1 in each queue
+        ({"x1": {"a": 0.25, "b": 0.75}, "x2": {"a": 0.5, "b": 0.5}}, 0.75, 1.25),
+        ({"x1": {"a": 0.25, "c": 0.75}}, 2.0, 1.0),  # c no longer served: a gets all of x1
+    ],
+)
+def test_capacity_is_counted_once(
+    shares: dict[str, dict[str, float]], have_a: float, have_b: float
+) -> None:
+    agents = {
+        "x1": Agent("x1", state="busy", serving=frozenset(["a", "b"])),
+        "x2": Agent("x2", state="available", serving=frozenset(["a", "b"])),
+    }
+    f = Floor(NOW, {}, {}, agents, shares)
+    assert (f.have("a"), f.have("b")) == pytest.approx((have_a, have_b))
+
+
+def test_time_shares_from_handle_time_in_the_window() -> None:
+    shares = TimeShares(300)
+    shares.add(0, "x", "a", 100)  # out of the window at 400
+    shares.add(200, "x", "a", 60)
+    shares.add(250, "x", "b", 180)
+    shares.add(260, "y", "a", 50)  # one queue only: no share to tell
+    assert shares.shares(400) == {"x": {"a": 0.25, "b": 0.75}}
+
+
+def test_approve_mode_holds_one_proposal_per_queue_until_it_expires() -> None:
+    planner = Planner()
+    steps = planner.step(floor({"billing": TIER1}), lambda _q: "approve")
+    assert [s.action.state for s in steps] == ["proposed"] and steps[0].commands == []
+    assert planner.step(floor({"billing": TIER1}, now=NOW + 2), lambda _q: "approve") == []
+    expired = planner.step(floor({"billing": TIER1}, now=NOW + 300), lambda _q: "approve")
+    assert [s.action.state for s in expired] == ["expired", "proposed"]
+
+
+def test_approval_sends_the_whole_plan() -> None:
+    planner = Planner()
+    action = planner.step(floor({"billing": TIER1}), lambda _q: "approve")[0].action
+    step = planner.decide(action.action_id, "approved", "lead", NOW + 5)
+    assert step is not None and step.action.state == "sent" and len(step.commands) == 3
+    assert [h.state for h in step.action.history] == ["proposed", "approved", "sent"]
+    assert planner.decide(action.action_id, "approved", "lead", NOW + 6) is None
+
+
+@pytest.mark.parametrize(
+    ("lever", "count", "agents"),
+    [
+        ("standby", 2, ["sb1", "sb0"]),
+        ("standby", 50, ["sb1", "sb0", "sb2", "sb3"]),  # the share's 4 of 20
+        ("cross_skill", 50, ["s00", "s01", "s02"]),  # sales' three idle cross-skilled
+        ("partner", 3, ["pa1"]),
+    ],
+)
+def test_hand_actions_follow_the_same_bounds(lever: str, count: int, agents: list[str]) -> None:
+    planner = Planner()
+    planner.step(floor({}, billing_live=0.95), auto)
+    step = planner.hand(lever, "billing", count, "lead")  # type: ignore[arg-type]
+    assert step is not None and step.action.kind == "hand" and step.action.state == "sent"
+    assert [b[1] for b in brief(step.commands)] == agents
+    assert [h.by for h in step.action.history] == ["dispatcher", "lead", "lead"]
+
+
+def test_a_hand_action_that_finds_nobody_is_refused() -> None:
+    planner = Planner()
+    planner.step(floor({}, billing_live=0.95), auto)
+    assert planner.hand("emergency", "sales", 2, "lead") is None
+    assert planner.hand("standby", "nowhere", 2, "lead") is None
+
+
+def test_measured_effect_fifteen_minutes_after_sending() -> None:
+    planner = Planner()
+    action = planner.step(floor({"billing": TIER1}), auto)[0].action
+    later = queue("billing", BILLING, 0.6)
+    window = replace(later.windows[900], answer_rate=0.82)
+    later = replace(later, windows={**later.windows, 900: window})
+    steps = planner.step(floor({"billing": TIER1}, now=NOW + 900, billing=later), auto)
+    measured = planner.actions[action.action_id].measured
+    assert measured is not None and measured.answer_rate == 0.82
+    assert measured.projected == action.projected.answer_rate_after
+    assert any(s.action.action_id == action.action_id for s in steps)

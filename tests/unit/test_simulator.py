@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from services.simulator.scenario import Scenario, load_scenario
+from services.simulator.scenario import ProfilePoint, QueueSpec, Scenario, load_scenario
 from services.simulator.sim import Simulator
 from shared.core.erlang import erlang_a
+from shared.messages.commands import (
+    ActivateAgent,
+    ReassignAgent,
+    ReleaseAgent,
+    SetCallback,
+    SetOverflow,
+)
 
 CALLS_PER_MIN, TALK_S, PATIENCE_S, AGENTS = 6.0, 80.0, 60.0, 8  # 8 Erlangs on 8 agents
 
@@ -62,61 +70,33 @@ def served_by(events: list[dict[str, Any]], queue_id: str) -> set[str]:
     }
 
 
+UNTIL = datetime(2026, 11, 11, 20, 0, tzinfo=UTC)
+
+
 def test_commands_change_routing() -> None:
     sim = Simulator(single_queue(20_000, calls_per_min=30.0), seed=1, t0=0.0)  # overloaded
     before = sim.advance(2_000)
     assert served_by(before, "q") == {f"a{i:02d}" for i in range(1, AGENTS + 1)}
     skills = [e for e in before if e["type"] == "agent.skills" and e["agent_id"] == "x01"]
-    assert skills[0]["serving"] == ["other"]
-    assert sim.apply(
-        {
-            "type": "agent.reassign",
-            "command_id": "c1",
-            "agent_id": "x01",
-            "from_queue": "other",
-            "to_queue": "q",
-            "until": "x",
-        }
-    )
-    assert not sim.apply(
-        {
-            "type": "agent.reassign",
-            "command_id": "c1",
-            "agent_id": "x01",
-            "from_queue": "other",
-            "to_queue": "q",
-            "until": "x",
-        }
-    )
-    assert sim.apply(
-        {"type": "agent.activate", "command_id": "c2", "agent_id": "sb01", "queue_id": "q"}
-    )
-    assert sim.apply(
-        {
-            "type": "queue.callback",
-            "command_id": "c3",
-            "queue_id": "q",
-            "enabled": True,
-            "offer_after_s": 30,
-        }
-    )
+    assert skills[0]["serving"] == ["other"] and skills[0]["pool"] == "regular"
+    standby = [e for e in before if e["type"] == "agent.skills" and e["agent_id"] == "sb01"]
+    assert standby[0]["pool"] == "standby"
+    move = ReassignAgent(command_id="c1", action_id="a", agent_id="x01", from_queue="other",
+                         to_queue="q", until=UNTIL)  # fmt: skip
+    assert sim.apply(move)
+    assert not sim.apply(move)  # the same command_id twice: carried out once
+    assert sim.apply(ActivateAgent(command_id="c2", action_id="a", agent_id="sb01", queue_id="q"))
+    assert sim.apply(SetCallback(command_id="c3", action_id="a", queue_id="q", enabled=True,
+                                 offer_after_s=30))  # fmt: skip
     during = sim.advance(4_000)
     assert {"x01", "sb01"} <= served_by(during, "q")
     assert [
         e["serving"] for e in during if e["type"] == "agent.skills" and e["agent_id"] == "x01"
     ] == [["q"]]
     assert any(e["type"] == "call.callback_requested" for e in during)
-    sim.apply({"type": "agent.release", "command_id": "c4", "agent_id": "x01", "queue_id": "q"})
-    sim.apply({"type": "agent.release", "command_id": "c5", "agent_id": "sb01", "queue_id": "q"})
-    sim.apply(
-        {
-            "type": "queue.callback",
-            "command_id": "c6",
-            "queue_id": "q",
-            "enabled": False,
-            "offer_after_s": 30,
-        }
-    )
+    sim.apply(ReleaseAgent(command_id="c4", action_id="b", agent_id="x01", queue_id="q"))
+    sim.apply(ReleaseAgent(command_id="c5", action_id="b", agent_id="sb01", queue_id="q"))
+    sim.apply(SetCallback(command_id="c6", action_id="b", queue_id="q", enabled=False))
     sim.advance(4_600)  # the calls in hand finish first
     after = sim.advance(8_000)
     assert served_by(after, "q").isdisjoint({"x01", "sb01"})
@@ -125,3 +105,47 @@ def test_commands_change_routing() -> None:
     assert states == []  # back on standby since the release, and stays there
     assert sim.agents["sb01"].state == "not_ready" and sim.agents["sb01"].reason == "standby"
     assert sim.agents["x01"].serving == {"other"}
+
+
+def test_callbacks_are_served_and_some_find_no_one_home() -> None:
+    """Every callback requested is owed: served by an agent (handle time, call.ended when
+    connected) once no call waits, pending until then; about 15% ring out."""
+    busy = single_queue(30_000, calls_per_min=30.0)  # overloaded, then quiet after 3,000 s
+    quiet = [ProfilePoint(at_s=0, multiplier={"q": 1.0}), ProfilePoint(at_s=3_000, multiplier={"q": 1.0}),
+             ProfilePoint(at_s=3_001, multiplier={"q": 0.1})]  # fmt: skip
+    sim = Simulator(busy.model_copy(update={"profile": quiet}), seed=2, t0=0.0)
+    sim.apply(SetCallback(command_id="c", action_id="a", queue_id="q", enabled=True,
+                          offer_after_s=30))  # fmt: skip
+    events = sim.advance(3_000)
+    sim.apply(SetCallback(command_id="d", action_id="a", queue_id="q", enabled=False))
+    requested = {e["call_id"] for e in events if e["type"] == "call.callback_requested"}
+    assert len(requested) > 100 and sim.callbacks_pending("q") > 0
+    events += sim.advance(30_000)
+    requested = {e["call_id"] for e in events if e["type"] == "call.callback_requested"}
+    done = [e for e in events if e["type"] == "call.callback_completed"]
+    assert sim.callbacks_pending("q") == 0
+    assert sorted(e["call_id"] for e in done) == sorted(requested)  # each one, once
+    connected = {e["call_id"] for e in done if e["outcome"] == "connected"}
+    no_answer = [e for e in done if e["outcome"] == "no_answer"]
+    assert 0.08 < len(no_answer) / len(done) < 0.22
+    ended = {e["call_id"] for e in events if e["type"] == "call.ended"}
+    assert connected <= ended and not ({e["call_id"] for e in no_answer} & ended)
+    assert all(e["wait_s"] > 0 and e["agent_id"] for e in done)
+
+
+def test_overflow_sends_waiting_callers_on_after_the_delay() -> None:
+    one = single_queue(8_000, calls_per_min=30.0)
+    other = QueueSpec(queue_id="other", calls_per_min=0.0)
+    sim = Simulator(one.model_copy(update={"queues": [*one.queues, other]}), seed=3, t0=0.0)
+    sim.advance(1_000)
+    assert sim.apply(SetOverflow(command_id="o", action_id="a", queue_id="q",
+                                 to_queue_id="other", enabled=True, after_s=20))  # fmt: skip
+    events = sim.advance(2_000)
+    flowed = [e for e in events if e["type"] == "call.overflowed"]
+    assert flowed and all(e["to_queue_id"] == "other" for e in flowed)
+    assert min(e["wait_s"] for e in flowed) >= 20
+    queued_there = {e["call_id"] for e in events if e["type"] == "call.queued"
+                    and e["queue_id"] == "other"}  # fmt: skip
+    assert {e["call_id"] for e in flowed} <= queued_there
+    assert not sim.apply(SetOverflow(command_id="p", action_id="a", queue_id="q",
+                                     to_queue_id="nowhere", enabled=True))  # fmt: skip
