@@ -2,35 +2,68 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 from datetime import datetime
 from typing import Annotated, Literal
+from urllib.parse import quote
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+Text = Annotated[str, Field(max_length=200)]
+
+
+def webhook_key(secret: str) -> bytes:
+    """The signing key of a Standard Webhooks secret: `whsec_` and 24 to 64 bytes in base64."""
+    if not secret.startswith("whsec_"):
+        raise ValueError("a webhook secret starts with whsec_ (Standard Webhooks)")
+    body = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the part after whsec_ is not base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"a webhook secret holds 24 to 64 bytes, not {len(key)}")
+    return key
+
 
 class Channel(BaseModel):
+    """One way to reach a lead: a signed webhook, Slack, PagerDuty or SMS (Twilio)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    type: Literal["webhook", "slack", "pagerduty"]
-    url: Annotated[str, Field(pattern=r"^https?://")]
-    secret: str = ""  # webhook: the Standard Webhooks secret (`whsec_...` or raw)
-    routing_key: str = ""  # pagerduty: the integration's routing key
+    type: Literal["webhook", "slack", "pagerduty", "sms"]
+    url: Annotated[str, Field(pattern=r"^https?://", max_length=2000)]
+    secret: Annotated[str, Field(max_length=200)] = ""  # webhook: `whsec_...`
+    routing_key: Text = ""  # pagerduty: the integration's routing key
+    account_sid: Text = ""  # sms: the Twilio account; url is the API's base
+    auth_token: Text = ""
+    from_number: Text = ""
+    to_number: Text = ""
 
     @model_validator(mode="after")
     def _needs(self) -> Channel:
         if self.type == "pagerduty" and not self.routing_key:
             raise ValueError("a pagerduty channel needs routing_key")
-        if self.type == "webhook" and not self.secret:
-            raise ValueError("a webhook channel needs a secret to sign with")
+        if self.type == "webhook":
+            if not self.secret:
+                raise ValueError("a webhook channel needs a secret to sign with")
+            webhook_key(self.secret)
+        if self.type == "sms" and not all(
+            (self.account_sid, self.auth_token, self.from_number, self.to_number)
+        ):
+            raise ValueError("an sms channel needs account_sid, auth_token, from_number, to_number")
         return self
 
 
 class Lead(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    name: str
-    channels: Annotated[list[Channel], Field(min_length=1)]
+    name: Annotated[str, Field(min_length=1, max_length=200)]  # any text: ids never hold it
+    channels: Annotated[list[Channel], Field(min_length=1, max_length=10)]
 
 
 class Handover(BaseModel):
@@ -108,6 +141,11 @@ class NotifyConfig(BaseModel):
     reopen_within_s: Annotated[float, Field(ge=0, le=86400)] = 120  # flapping guard
     board_url: str = "http://127.0.0.1:8000/"
     api_url: str = "http://127.0.0.1:8000"
+    ack_link_ttl_s: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600  # contract 7
+    page_link_ttl_s: Annotated[float, Field(gt=0, le=30 * 86400)] = 7 * 86400
+    min_update_s: Annotated[float, Field(ge=0, le=86400)] = 60  # updates of one incident
+    slack_signing_secret: Annotated[str, Field(max_length=200)] = ""  # Slack app interactions
+    pagerduty_webhook_secret: Annotated[str, Field(max_length=200)] = ""  # PagerDuty v3 webhooks
 
     @model_validator(mode="after")
     def _references(self) -> NotifyConfig:
@@ -133,3 +171,45 @@ class NotifyConfig(BaseModel):
             if rule.matches(kind, tier, queue_id, site) and rule.rota in self.rotas:
                 return self.rotas[rule.rota].on_call(at)
         return []
+
+
+# Signed links (contract 7): a link in a push acts without a bearer token until it expires.
+# The key is made once and kept in Redis (`Keys.link_key`), shared by the notifier and API.
+
+
+def _mac(key: bytes, what: str, expires: int) -> str:
+    return hmac.new(key, f"{what}\n{expires}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+def link_sig(key: bytes, what: str, now: float, ttl_s: float) -> str:
+    """`<expiry>.<mac>` for the action `what` (e.g. `ack\0<alert_id>\0<lead>`)."""
+    expires = int(now + ttl_s)
+    return f"{expires}.{_mac(key, what, expires)}"
+
+
+def link_ok(key: bytes, what: str, sig: str, now: float) -> bool:
+    """True when `sig` was made for `what` with `key` and has not expired."""
+    expires, _, mac = sig.partition(".")
+    if not expires.isdigit() or len(expires) > 12 or int(expires) < now:
+        return False
+    return hmac.compare_digest(mac, _mac(key, what, int(expires)))
+
+
+def ack_what(alert_id: str, lead: str) -> str:
+    return f"ack\0{alert_id}\0{lead}"
+
+
+def page_what(incident_id: str) -> str:
+    return f"incident\0{incident_id}"
+
+
+def ack_link(api_url: str, key: bytes, alert_id: str, lead: str, now: float, ttl_s: float) -> str:
+    """The one-tap acknowledgement link of a push: `GET /ack/{alert_id}?by=...&sig=...`."""
+    sig = link_sig(key, ack_what(alert_id, lead), now, ttl_s)
+    return f"{api_url}/ack/{quote(alert_id, safe='')}?by={quote(lead, safe='')}&sig={sig}"
+
+
+def page_link(api_url: str, key: bytes, incident_id: str, now: float, ttl_s: float) -> str:
+    """The incident's after-action page, readable from a phone without a token."""
+    sig = link_sig(key, page_what(incident_id), now, ttl_s)
+    return f"{api_url}/incidents/{quote(incident_id, safe='')}?sig={sig}"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from services.notify.service import NotifySettings, create_app
+from services.notify.app import create_app
+from services.notify.service import NotifySettings
 from shared.http import serve_forever
 
 

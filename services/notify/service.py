@@ -1,32 +1,34 @@
-"""The notifier's I/O shell: alerts from Kafka, state and delivery log in Redis, HTTP out."""
+"""The notifier's I/O shell: alerts, actions and snapshots from Kafka; incidents, pages and
+the outbox in Redis; the pure tracker (`shared.core.incidents`) and pager in between."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import orjson
 import redis.asyncio as aioredis
-from aiokafka import AIOKafkaConsumer
-from fastapi import FastAPI
-from prometheus_client import CollectorRegistry, Counter
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
 from pydantic import Field, ValidationError
 
-from services.notify.channels import build
-from services.notify.incidents import Notifier, Push
-from shared.http import health_router, stack_ready
-from shared.kafka import dumps, ensure_topics, new_consumer
+from services.notify.channels import Request, build
+from services.notify.outbox import Outbox
+from services.notify.pager import Pager, Push
+from shared.consume import Poison
+from shared.core.incidents import Tracker, action_from_json, sample_from_snapshot
+from shared.kafka import dumps
+from shared.messages.alerts import AlertChange
+from shared.messages.incidents import Incident
 from shared.notify_config import NotifyConfig
+from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
 from shared.settings import CommonSettings
-from shared.store import Keys, new_redis
-from shared.tasks import cancel_all, supervised
-from shared.timefmt import iso_ms, parse_ts
+from shared.store import JsonHash, Keys, text
+from shared.timefmt import iso_ms
 
 log = logging.getLogger(__name__)
 
@@ -38,35 +40,79 @@ class NotifySettings(CommonSettings):
     notify_port: int = 8005
     notify_group_id: str = "floorwatch-notify"
     notify_timeout_s: float = Field(5.0, gt=0, description="per HTTP attempt")
-    notify_attempts: int = Field(4, ge=1, le=10)
-    notify_backoff_s: float = Field(0.5, ge=0, description="first retry delay; doubles")
+    notify_retry_scale: float = Field(
+        1.0, gt=0, le=1.0, description="multiplies the Standard Webhooks retry schedule"
+    )
     notify_tick_s: float = Field(0.5, gt=0)
-    notify_max_age_s: float = Field(600.0, gt=0, description="older alert changes are not pushed")
+    notify_max_age_s: float = Field(600.0, gt=0, description="older alert changes are history")
+    notify_sample_every_s: float = Field(10.0, gt=0, description="chart points of an incident")
+    notify_inbox_secret: str = Field(
+        "", description="whsec_ secret of the demo inbox (`POST /inbox/hook`); empty: off"
+    )
+
+
+def decode_snapshot(value: bytes | None) -> dict[str, Any]:  # Any: snapshot JSON
+    """A queue snapshot from `floorwatch.metrics`, checked for the fields incidents use."""
+    try:
+        data = orjson.loads(value or b"")
+        if not isinstance(data, dict):
+            raise Poison("a snapshot is a JSON object")
+        sample_from_snapshot(data)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise Poison(f"snapshot: {type(exc).__name__}: {exc}"[:500]) from None
+    return data
+
+
+def decode_action(value: bytes | None) -> dict[str, Any]:  # Any: action JSON
+    """A dispatcher action, read tolerantly: only the fields incidents use must be there."""
+    try:
+        data = orjson.loads(value or b"")
+        if not isinstance(data, dict) or not str(data.get("queue_id") or ""):
+            raise Poison("an action is a JSON object with a queue_id")
+        action_from_json(data)
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ValidationError) as exc:
+        raise Poison(f"action: {type(exc).__name__}: {exc}"[:500]) from None
+    return data
 
 
 @dataclass
 class NotifyShell:
     settings: NotifySettings
     redis: aioredis.Redis
-    registry: CollectorRegistry
-    notifier: Notifier = field(default_factory=Notifier)
-    http: httpx.AsyncClient | None = None
-    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    producer: AIOKafkaProducer
+    outbox: Outbox = field(init=False)
+    keys: Keys = field(init=False)
+    tracker: Tracker = field(init=False)
+    pager: Pager = field(default_factory=Pager)
+    link_key: bytes = b""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    queue_settings: dict[str, QueueSettings] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        keys = Keys(self.settings.topic_prefix)
-        self.config_key, self.state_key = keys.notify_config, keys.notify_state
-        self.log_key = keys.notify_deliveries
-        self.sent = Counter(
-            "floorwatch_notify_deliveries",
-            "deliveries by channel and outcome",
-            ["channel", "outcome"],
-            registry=self.registry,
-        )
+        self.keys = Keys(self.settings.topic_prefix)
+        self.tracker = Tracker(self.targets, sample_every_s=self.settings.notify_sample_every_s)
+        self._settings_hash = JsonHash(QueueSettings, self.keys.queue_settings)
+
+    def targets(self, queue_id: str) -> tuple[float, float]:
+        s = self.queue_settings.get(queue_id, DEFAULT_QUEUE_SETTINGS)
+        return s.clear_after_s, s.sl_target
+
+    async def start(self) -> None:
+        """Load the link key, the pages and the open incidents; recover the outbox."""
+        await self.redis.set(self.keys.link_key, secrets.token_hex(32), nx=True)
+        self.link_key = bytes.fromhex(text(await self.redis.get(self.keys.link_key) or b""))
+        raw = await self.redis.get(self.keys.notify_state)
+        if raw is not None:
+            self.pager = Pager.from_json(orjson.loads(raw))
+        for value in (await self.redis.hgetall(self.keys.incidents)).values():
+            incident = Incident.model_validate_json(value)
+            if incident.state == "open":
+                self.tracker.open[incident.queue_id] = incident
+        self.queue_settings = await self._settings_hash.load(self.redis)
+        await self.outbox.start()
 
     async def config(self) -> NotifyConfig:
-        raw = await self.redis.get(self.config_key)
+        raw = await self.redis.get(self.keys.notify_config)
         if raw is None:
             return NotifyConfig()
         try:
@@ -75,146 +121,99 @@ class NotifyShell:
             log.warning("invalid notify config in redis; using the defaults")
             return NotifyConfig()
 
-    async def start(self) -> None:
-        raw = await self.redis.get(self.state_key)
-        if raw is not None:
-            self.notifier = Notifier.from_json(orjson.loads(raw))
-        self.http = httpx.AsyncClient(timeout=self.settings.notify_timeout_s)
-        for value in (await self.redis.hgetall(self.log_key)).values():
-            record = orjson.loads(value)
-            if record["status"] == "pending":  # cut short by a restart: finish them
-                self.deliver(Push(**record["push"]))
+    def _fresh(self, at: float) -> bool:
+        """History (a new consumer group reads from the start) makes no incident or page."""
+        return time.time() - at <= self.settings.notify_max_age_s
 
-    async def stop(self) -> None:
-        await cancel_all(list(self.tasks))
-        if self.http is not None:
-            await self.http.aclose()
+    async def on_alert(self, _: ConsumerRecord, change: AlertChange) -> None:
+        if not self._fresh(change.at):
+            return
+        async with self.lock:
+            incident = self.tracker.on_alert(change)
+            await self.changed([incident] if incident else [])
 
-    async def record(self, pushes: list[Push]) -> None:
-        """The new state and the pending deliveries, written together before anything is sent."""
+    async def on_action(self, _: ConsumerRecord, data: dict[str, Any]) -> None:
+        action = action_from_json(data)
+        if not self._fresh(action.changed_at):
+            return
+        async with self.lock:
+            incident = self.tracker.on_action(str(data["queue_id"]), action)
+            await self.changed([incident] if incident else [])
+
+    async def on_snapshot(self, _: ConsumerRecord, snapshot: dict[str, Any]) -> None:
+        sample, counts, now = sample_from_snapshot(snapshot)
+        async with self.lock:
+            incident = self.tracker.on_sample(str(snapshot["queue_id"]), sample, counts, now)
+            if incident is not None:  # the chart and numbers now; paging reads them
+                await self.redis.hset(
+                    self.keys.incidents, incident.incident_id, incident.model_dump_json()
+                )
+
+    async def changed(self, incidents: list[Incident], now: float | None = None) -> None:
+        """Store changed incidents, page for them, write pages and deliveries together."""
+        if not incidents:
+            return
+        now = time.time() if now is None else now
+        config = await self.config()
+        pushes: list[Push] = []
+        for incident in incidents:
+            pushes += self.pager.on_incident(incident, config, now)
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(self.state_key, dumps(self.notifier.as_json()))
+        for incident in incidents:
+            pipe.hset(self.keys.incidents, incident.incident_id, incident.model_dump_json())
+        self._record(pipe, pushes, now)
+        await pipe.execute()
+
+    def _record(self, pipe: Any, pushes: list[Push], now: float) -> None:  # Any: a pipeline
+        pipe.set(self.keys.notify_state, dumps(self.pager.as_json()))
         for push in pushes:
             record = {
-                "push": push.as_json(),
-                "status": "pending",
-                "attempts": 0,
-                "created_at": iso_ms(push.at),
-                "event": push.event,
-                "lead": push.lead,
+                "push": push.as_json(), "status": "pending", "attempts": 0,
+                "created_at": iso_ms(push.at), "event": push.event, "lead": push.lead,
                 "incident_id": push.incident_id,
-            }
-            pipe.hsetnx(self.log_key, push.delivery_id, dumps(record))
-        await pipe.execute()
-        for push in pushes:
-            self.deliver(push)
+            }  # fmt: skip
+            self.outbox.add(pipe, push.delivery_id, record, now)
 
-    def deliver(self, push: Push) -> None:
-        task = supervised(f"deliver {push.delivery_id}", self._deliver(push))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def _deliver(self, push: Push) -> None:
-        config = await self.config()
-        lead = config.lead(push.lead)
-        incident = self.notifier.incidents.get(push.incident_id)
-        raw = await self.redis.hget(self.log_key, push.delivery_id)
-        record: dict[str, Any] = (
-            orjson.loads(raw) if raw else {"push": push.as_json(), "attempts": 0}
-        )
-        if record.get("status") == "delivered" or lead is None or incident is None:
-            return
-        channel = lead.channels[push.channel]
-        record["channel"] = channel.type
-        assert self.http is not None  # noqa: S101  # started first
-        for attempt in range(record["attempts"], self.settings.notify_attempts):
-            request = build(push, incident, channel, config, int(time.time()))
-            record["attempts"] = attempt + 1
-            try:
-                response = await self.http.post(
-                    request.url, content=request.body, headers=request.headers
-                )
-                ok, error = response.is_success, f"HTTP {response.status_code}"
-            except httpx.HTTPError as exc:
-                ok, error = False, f"{type(exc).__name__}: {exc}"
-            if ok:
-                record.update(status="delivered", delivered_at=iso_ms(time.time()), last_error=None)
-                await self.redis.hset(self.log_key, push.delivery_id, dumps(record))
-                self.sent.labels(channel.type, "delivered").inc()
-                return
-            record["last_error"] = error
-            await self.redis.hset(self.log_key, push.delivery_id, dumps(record))
-            await asyncio.sleep(self.settings.notify_backoff_s * 2**attempt)
-        record["status"] = "failed"
-        await self.redis.hset(self.log_key, push.delivery_id, dumps(record))
-        self.sent.labels(channel.type, "failed").inc()
-        log.error(
-            "delivery failed",
-            extra={"delivery_id": push.delivery_id, "error": record.get("last_error")},
-        )
-
-    async def follow(self, consumer: AIOKafkaConsumer) -> None:
-        while True:
-            batches = await consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for rec in records:
-                    change = orjson.loads(rec.value)
-                    if (
-                        time.time() - parse_ts(str(change.get("at")))
-                        > self.settings.notify_max_age_s
-                    ):
-                        continue  # history (a new consumer group starts at the beginning)
-                    async with self.lock:
-                        pushes = self.notifier.on_change(change, await self.config(), time.time())
-                        await self.record(pushes)
-            if batches:
-                await consumer.commit()
+    async def tick(self) -> None:
+        """Close calm incidents, escalate, repeat, send held updates; refresh settings."""
+        now = time.time()
+        self.queue_settings = await self._settings_hash.load(self.redis)
+        async with self.lock:
+            closed = self.tracker.tick(now)
+            await self.changed(closed, now)
+            pushes = self.pager.on_tick(await self.config(), now)
+            if pushes:
+                pipe = self.redis.pipeline(transaction=True)
+                self._record(pipe, pushes, now)
+                await pipe.execute()
 
     async def tick_forever(self) -> None:
         while True:
-            async with self.lock:
-                pushes = self.notifier.on_tick(await self.config(), time.time())
-                if pushes:
-                    await self.record(pushes)
+            await self.tick()
             await asyncio.sleep(self.settings.notify_tick_s)
 
+    async def build(self, record: dict[str, Any]) -> tuple[Request | None, str, str]:
+        """The request of a delivery, with the incident and numbers as they are now."""
+        push = Push.from_json(record["push"])
+        config = await self.config()
+        lead = config.lead(push.lead)
+        if lead is None or push.channel >= len(lead.channels):
+            return None, "unknown", "the lead or channel is no longer configured"
+        channel = lead.channels[push.channel]
+        raw = await self.redis.hget(self.keys.incidents, push.incident_id)
+        if raw is None:
+            return None, channel.type, "the incident is gone"
+        incident = Incident.model_validate_json(raw)
+        page = self.pager.pages.get(push.incident_id)
+        acked_by = page.acked_by if page is not None else None
+        request = build(push, incident, channel, config, self.link_key, acked_by, time.time())
+        return request, channel.type, ""
 
-def create_app(settings: NotifySettings | None = None) -> FastAPI:
-    settings = settings or NotifySettings()
-    registry = CollectorRegistry()
-    holder: dict[str, NotifyShell] = {}
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = new_redis(settings)
-        shell = NotifyShell(settings, client, registry)
-        holder["shell"] = shell
-        await ensure_topics(settings)
-        await shell.start()
-        consumer = new_consumer(
-            settings,
-            settings.topic("alerts"),
-            group_id=settings.notify_group_id,
-            auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        tasks = [
-            supervised("notify-follow", shell.follow(consumer)),
-            supervised("notify-tick", shell.tick_forever()),
-        ]
-        try:
-            yield
-        finally:
-            await cancel_all(tasks)
-            await consumer.stop()
-            await shell.stop()
-            await client.aclose()
-
-    app = FastAPI(title="floorwatch notifier", version="1", lifespan=lifespan)
-
-    async def ready() -> dict[str, bool]:
-        shell = holder["shell"]
-        return await stack_ready(settings, shell.redis)
-
-    app.include_router(health_router(registry, ready))
-    return app
+    async def inbox(self, body: bytes, headers: dict[str, str]) -> None:
+        """Keep a push received by the demo inbox (newest first, the last 200)."""
+        entry = {"received_at": iso_ms(time.time()), "id": headers.get("webhook-id"),
+                 "body": orjson.loads(body)}  # fmt: skip
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.lpush(self.keys.notify_inbox, dumps(entry))
+        pipe.ltrim(self.keys.notify_inbox, 0, 199)
+        await pipe.execute()
