@@ -45,6 +45,10 @@ class IngestSettings(CommonSettings):
     twilio_callback_url: str = Field(
         "", description="the callback URL as Twilio calls it (behind a proxy); default: as received"
     )
+    connect_shared_secret: str = Field(
+        "",
+        description="the secret Amazon Connect's sender puts in X-Floorwatch-Secret; empty: off",
+    )
 
     @model_validator(mode="after")
     def _one_request_fits(self) -> IngestSettings:
