@@ -27,6 +27,8 @@ from shared.timefmt import parse_ts
 
 MOVING = frozenset({"agent.reassign", "agent.activate"})  # commands that move an agent
 NOT_CARRIED_OUT = frozenset({"proposed", "rejected", "expired"})
+OPENING = frozenset({"raised", "escalated", "updated"})  # transitions of an active alert
+NUMBERS_ONLY = frozenset({"updated"})  # the numbers now, every tick (not a transition)
 # per queue: (clear_after_s, sl_target)
 Targets = Callable[[str], tuple[float, float]]
 
@@ -164,9 +166,11 @@ class Tracker:
         """An alert transition; the first `raised` or `escalated` of a calm queue opens one."""
         incident = self.open.get(change.queue_id)
         if incident is None:
-            if change.transition not in ("raised", "escalated"):
+            if change.transition not in OPENING:
                 return None
             incident = self._opened(change)
+        if change.transition in NUMBERS_ONLY and incident.alert(change.alert_id) is not None:
+            return self._numbers(incident, change)
         text = alert_text(change)
         kind = "ack" if change.transition == "acknowledged" else "alert"
         if any(e.ref == change.alert_id and e.at == change.at and e.text == text
@@ -194,6 +198,16 @@ class Tracker:
         alerts = tuple(a for a in incident.alerts if a.alert_id != view.alert_id) + (view,)
         entry = Entry(at=change.at, kind=kind, text=text, ref=change.alert_id, by=change.by)
         return self._changed(incident, change.at, alerts=alerts, entry=entry)
+
+    def _numbers(self, incident: Incident, change: AlertChange) -> Incident:
+        """An `updated` change: the alert's numbers now, nothing for the timeline."""
+        alerts = tuple(
+            a.model_copy(update={"numbers_now": dict(change.numbers)})
+            if a.alert_id == change.alert_id and a.state == "active"
+            else a
+            for a in incident.alerts
+        )
+        return self._changed(incident, change.at, alerts=alerts)
 
     def on_action(self, queue_id: str, action: ActionView) -> Incident | None:
         """A dispatcher action or a change of its state, for the queue's open incident."""

@@ -182,3 +182,21 @@ def test_a_long_incident_keeps_its_chart_bounded() -> None:
 def test_action_without_its_fields_is_refused() -> None:
     with pytest.raises(KeyError):
         action_from_json({"queue_id": "sales"})
+
+
+def test_updated_changes_carry_the_numbers_now_and_stay_off_the_timeline() -> None:
+    t = tracker()
+    t.on_alert(alert(10, "raised"))
+    now = t.on_alert(alert(12, "updated", numbers={"ratio": 2.1, "answer_rate_live": 0.3}))
+    assert now is not None
+    [view] = now.alerts
+    assert (view.numbers_then, view.numbers_now) == (
+        {"ratio": 1.3, "answer_rate_live": 0.8},
+        {"ratio": 2.1, "answer_rate_live": 0.3},
+    )
+    assert [e.at - T0 for e in now.timeline] == [10.0]
+    assert now.numbers_now == {"ratio": 2.1, "answer_rate_live": 0.3}
+    # a notifier that missed the raise opens the incident from the numbers now
+    late = tracker()
+    opened = late.on_alert(alert(12, "updated"))
+    assert opened is not None and opened.incident_id == incident_id("sales", "surge:sales:1")
