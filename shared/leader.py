@@ -131,7 +131,11 @@ class Lease:
 
 @dataclass
 class Fence:
-    """Writes that carry a fencing token: one from an older leader than seen is refused."""
+    """Writes that carry a fencing token: one from an older leader than seen is refused.
+
+    On a Redis Cluster, the keys written must carry the lease's hash tag (`{name}`), so
+    that the check and the write run in one slot.
+    """
 
     redis: aioredis.Redis
     keys: LeaseKeys

@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from shared.leader import Fence, Leader, Lease, StaleLeader
-from shared.localstack import LocalStack
+from shared.localstack import LocalStack, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -87,6 +89,25 @@ async def test_a_holder_that_cannot_renew_stops_acting_before_the_lease_passes(
     assert await a.step() is None  # the old holder comes back and finds it taken
     assert a.token() is None
     assert await b.lease.holder_now() == (2, "b")
+
+
+async def test_a_leader_cut_off_from_redis_acts_until_its_deadline_only(
+    client: aioredis.Redis, prefix: str
+) -> None:
+    now = [0.0]
+    a = Leader(Lease(client, prefix, "dispatcher", "a", ttl_ms=TTL_MS), clock=lambda: now[0])
+    assert await a.step() == 1
+    # nothing listens there; no retries, so the test does not wait on backoff
+    dead = aioredis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+    a.lease.redis = dead
+    try:
+        now[0] = 0.5
+        assert await a.step() == 1  # the renewal failed, but the lease is still ours
+        now[0] = 1.3
+        assert await a.step() is None  # past ttl - margin: acts no more
+        assert a.token() is None
+    finally:
+        await dead.aclose()
 
 
 async def test_a_stale_leaders_write_is_refused(client: aioredis.Redis, prefix: str) -> None:
