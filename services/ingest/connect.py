@@ -22,7 +22,8 @@ Two record shapes, told apart by their fields:
   name) and `agent.skills` from the routing profile's inbound queues (at login, at each
   heartbeat, and when they change).
 
-Queues are named by their id (the last part of the queue ARN), agents by user name.
+Queues and agents are named by their id (the last part of their ARN); an agent record's
+events also carry the user name as `name`.
 A contact leaves a queue once: its abandon, flow-out or callback request share one event
 id, so whichever Connect reports first counts (a callback's QUEUED and the original
 contact's flow disconnect say the same thing). INITIATED, CONNECTED_TO_SYSTEM,
@@ -172,11 +173,13 @@ def _agent(record: Mapping[str, Any]) -> list[Item]:  # Any: JSON
         return [AdapterError(f"{kind}: EventTimestamp missing")]
     snapshot = record.get("CurrentAgentSnapshot") or {}
     config = snapshot.get("Configuration") or {}
-    agent = text(config.get("Username") or _arn_id(record.get("AgentARN")))
+    # the agent's id, as contact events name agents by their ARN; the user name rides along
+    agent = _arn_id(record.get("AgentARN")) or text(config.get("Username") or "")
     if not agent:
         return [AdapterError(f"{kind}: no agent named")]
     eid = str(record.get("EventId") or f"{agent}:{record.get('EventTimestamp')}")
-    base: Event = {"ts": _iso(when), "agent_id": agent}
+    name = {"name": text(config["Username"])} if config.get("Username") else {}
+    base: Event = {"ts": _iso(when), "agent_id": agent, **name}
     if kind == "LOGOUT":
         return [
             {**base, "event_id": event_id("cxa", eid), "type": "agent.state", "state": "offline"}

@@ -61,9 +61,11 @@ def test_what_each_contact_event_becomes() -> None:
 
 
 def test_what_each_agent_record_becomes() -> None:
-    got = [(e["agent_id"], e["type"], e.get("state") or [s["queue_id"][:4] for s in e["skills"]],
+    events = items_of(AGENTS)
+    assert all(e["agent_id"] == f"{e['name']}-0000-4000-8000-EXAMPLE44444" for e in events)
+    got = [(e["name"], e["type"], e.get("state") or [s["queue_id"][:4] for s in e["skills"]],
             e.get("reason"))
-           for e in items_of(AGENTS)]  # fmt: skip
+           for e in events]  # fmt: skip
     assert got == [
         ("ann", "agent.state", "available", None),
         ("ann", "agent.skills", ["5c2d"], None),
