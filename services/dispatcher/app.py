@@ -1,51 +1,45 @@
-"""The dispatcher service's composition root."""
+"""The dispatcher service's composition root: settings, clients, core and tasks."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
+import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from services.dispatcher.service import DispatcherShell, tick_forever
 from services.dispatcher.settings import DispatcherSettings
-from shared.http import health_router, stack_ready
+from shared.http import stack_ready
 from shared.kafka import ensure_topics
+from shared.service import Running, build_app
 from shared.store import new_redis
-from shared.tasks import cancel_all, supervised
+from shared.tasks import TaskGroup
 
 
 def create_app(settings: DispatcherSettings | None = None) -> FastAPI:
+    """Build the dispatcher app; its lifespan owns the consumers, the tick and the outbox."""
     settings = settings or DispatcherSettings()
     registry = CollectorRegistry()
-    holder: dict[str, DispatcherShell] = {}
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def start(app: FastAPI, tasks: TaskGroup) -> Running:
         client = new_redis(settings)
         shell = DispatcherShell(settings, client, registry)
-        holder["shell"] = shell
         app.state.shell = shell
         await ensure_topics(settings)
         await shell.start()
-        tasks = [
-            supervised("dispatcher-events", shell.follow_events()),
-            supervised("dispatcher-approvals", shell.follow_approvals()),
-            supervised("dispatcher-tick", tick_forever(shell, settings.tick_s)),
-        ]
-        try:
-            yield
-        finally:
-            await cancel_all(tasks)
+        http = httpx.AsyncClient()
+        tasks.start("consume-floor", shell.floor_loop().run())
+        tasks.start("consume-requests", shell.requests_loop().run())
+        tasks.start("tick", tick_forever(shell, settings.tick_s))
+        tasks.start("outbox", shell.outbox.deliver_forever(http))
+
+        async def stop() -> None:
             await shell.stop()
+            await http.aclose()
             await client.aclose()
 
-    app = FastAPI(title="floorwatch dispatcher", version="1", lifespan=lifespan)
+        async def ready() -> dict[str, bool]:
+            return {**await stack_ready(settings, client), "caught_up": shell.caught_up}
 
-    async def ready() -> dict[str, bool]:
-        shell = holder["shell"]
-        return {**await stack_ready(settings, shell.redis), "caught_up": shell.caught_up}
+        return Running(stop, ready)
 
-    app.include_router(health_router(registry, ready))
-    return app
+    return build_app("floorwatch dispatcher", registry, start)

@@ -1,66 +1,57 @@
 """The dispatcher's I/O shell: floor state in, actions and commands out.
 
 It follows `floorwatch.events` and `floorwatch.agents` with the monitor's own engine
-(for the live arrival rate, AHT and patience the planner sizes with), reads each
-queue's alert state and settings from Redis as the monitor and API write them, keeps
-its actions in Redis, and takes approvals from `floorwatch.actions`.
+(for the live arrival rate, AHT, patience and callbacks pending the planner sizes with),
+reads each queue's alert state and settings from Redis as the monitor and API write
+them, keeps its actions in Redis, and takes leads' requests (approve, reject, undo,
+propose) from `floorwatch.actions`. Every consumer is the one consumer loop; commands go
+to `floorwatch.commands` and, through the outbox, to the HTTPS endpoint.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
-import httpx
 import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter
 from redis.exceptions import RedisError
 
+from services.dispatcher.outbox import Outbox
 from services.dispatcher.settings import DispatcherSettings
+from shared.consume import ConsumerLoop, DeadLetters, Poison
 from shared.core.engine import Engine
-from shared.core.planner import Action, Change, Planner
+from shared.core.planner import Floor, Planner, Step, TimeShares
 from shared.core.tiers import QueueAlertState
-from shared.events import InvalidEvent, decode_event
+from shared.events import AgentEvent, CallEnded, CallEvent, InvalidEvent, decode_event
 from shared.kafka import dumps, new_consumer, new_producer
+from shared.messages.actions import ACTION_MESSAGE, Action, ActionRequest
+from shared.messages.commands import encode_command
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
 from shared.store import JsonHash, Keys, text
-from shared.timefmt import parse_ts, whole_ms
+from shared.timefmt import whole_ms
 
 log = logging.getLogger(__name__)
 
 
-def action_from_json(data: dict[str, Any]) -> Action:
-    """An action as stored in Redis, back into the planner's form."""
-    return Action(
-        action_id=data["action_id"],
-        queue_id=data["queue_id"],
-        type=data["type"],
-        tier=int(data["tier"]),
-        reason=data["reason"],
-        plan=data["plan"],
-        undo=data["undo"],
-        projected=data["projected"],
-        state=data["state"],
-        created_at=parse_ts(data["created_at"]),
-        changed_by=data["changed_by"],
-        changed_at=parse_ts(data["changed_at"]),
-        agent_id=data.get("agent_id"),
-        history=tuple((h["state"], h["by"], parse_ts(h["at"])) for h in data.get("history", [])),
-    )
+def decode_floor_event(value: bytes | None) -> CallEvent | AgentEvent:
+    try:
+        return decode_event(value or b"")
+    except InvalidEvent as exc:
+        raise Poison("; ".join(exc.errors)) from None
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """HMAC-SHA256 over `timestamp.body`, hex, as the telephony endpoint checks it."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
+def decode_action_message(value: bytes | None) -> Action | ActionRequest:
+    try:
+        return ACTION_MESSAGE.validate_json(value or b"")
+    except ValueError as exc:
+        raise Poison(f"not an action or a request: {exc}"[:2000]) from None
 
 
 @dataclass
@@ -71,14 +62,16 @@ class DispatcherShell:
     planner: Planner = field(default_factory=Planner)
     engine: Engine = field(init=False)
     keys: Keys = field(init=False)
+    outbox: Outbox = field(init=False)
     producer: AIOKafkaProducer | None = None
-    events: AIOKafkaConsumer | None = None
-    approvals: AIOKafkaConsumer | None = None
+    floor_consumer: AIOKafkaConsumer | None = None
+    requests_consumer: AIOKafkaConsumer | None = None
     queue_settings: dict[str, QueueSettings] = field(default_factory=dict)
-    http: httpx.AsyncClient | None = None
+    shares: TimeShares = field(default_factory=TimeShares)
     ticks: int = 0
     caught_up: bool = False
     _ends: dict[TopicPartition, int] = field(default_factory=dict)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self.engine = Engine(self.settings_for)
@@ -86,11 +79,17 @@ class DispatcherShell:
         self.keys = Keys(self.settings.topic_prefix)
         self.settings_hash = JsonHash(QueueSettings, self.keys.queue_settings)
         self.commands_sent = Counter(
-            "floorwatch_dispatcher_commands",
-            "commands sent by type",
-            ["type"],
+            "floorwatch_dispatcher_commands", "commands sent by type", ["type"],
             registry=self.registry,
+        )  # fmt: skip
+        self.dead_letters = Counter(
+            "floorwatch_dispatcher_dead_letters", "records sent to the DLQ", registry=self.registry
         )
+        self.outbox = Outbox(
+            self.settings.dispatch_endpoint, self.settings.dispatch_secret, self.registry,
+            timeout_s=self.settings.dispatch_endpoint_timeout_s,
+            attempts=self.settings.dispatch_endpoint_retries + 1,
+        )  # fmt: skip
 
     def settings_for(self, queue_id: str) -> QueueSettings:
         return self.queue_settings.get(queue_id, DEFAULT_QUEUE_SETTINGS)
@@ -101,23 +100,30 @@ class DispatcherShell:
             return self.queue_settings[queue_id].mode
         return self.settings.dispatch_mode
 
+    # ---- lifecycle -----------------------------------------------------------
+
     async def start(self) -> None:
-        for raw in (await self.redis.hgetall(self.keys.actions)).values():
-            action = action_from_json(orjson.loads(raw))
-            self.planner.actions[action.action_id] = action
+        stored = await self.redis.hgetall(self.keys.actions)
+        restored = []
+        for raw in stored.values():
+            try:
+                restored.append(Action.model_validate_json(raw))
+            except ValueError:
+                log.warning("a stored action of another version is ignored")
+        self.planner.restore(restored)
         self.producer = new_producer(self.settings)
         await self.producer.start()
-        self.events = new_consumer(self.settings, group_id=None, max_poll_records=5000)
-        await self.events.start()
-        await self._assign_all(self.events, ("events", "agents"), beginning=True)
-        self._ends = await self.events.end_offsets(list(self.events.assignment()))
-        self.approvals = new_consumer(self.settings, group_id=None, auto_offset_reset="latest")
-        await self.approvals.start()
-        await self._assign_all(self.approvals, ("actions",), beginning=False)
-        if self.settings.dispatch_endpoint:
-            self.http = httpx.AsyncClient(timeout=self.settings.dispatch_endpoint_timeout_s)
+        self.floor_consumer = new_consumer(self.settings, group_id=None, max_poll_records=5000)
+        await self.floor_consumer.start()
+        await self._assign(self.floor_consumer, ("events", "agents"), beginning=True)
+        self._ends = await self.floor_consumer.end_offsets(list(self.floor_consumer.assignment()))
+        self.requests_consumer = new_consumer(
+            self.settings, group_id=None, auto_offset_reset="latest"
+        )
+        await self.requests_consumer.start()
+        await self._assign(self.requests_consumer, ("actions",), beginning=False)
 
-    async def _assign_all(
+    async def _assign(
         self, consumer: AIOKafkaConsumer, names: tuple[str, ...], beginning: bool
     ) -> None:
         parts = [
@@ -132,114 +138,108 @@ class DispatcherShell:
             await consumer.seek_to_end(*parts)
 
     async def stop(self) -> None:
-        for client in (self.approvals, self.events, self.producer):
+        for client in (self.requests_consumer, self.floor_consumer, self.producer):
             if client is not None:
                 await client.stop()
-        if self.http is not None:
-            await self.http.aclose()
 
-    async def follow_events(self) -> None:
-        assert self.events is not None  # noqa: S101  # started first
-        while True:
-            batches = await self.events.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    try:
-                        self.engine.add(decode_event(record.value))
-                    except InvalidEvent:
-                        continue  # the monitor dead-letters it; here it simply does not count
-            if not self.caught_up:
-                positions = {tp: await self.events.position(tp) for tp in self._ends}
-                self.caught_up = all(positions[tp] >= end for tp, end in self._ends.items())
+    def _dlq(self) -> DeadLetters:
+        assert self.producer is not None  # noqa: S101  # started first
+        return DeadLetters(self.producer, self.settings.topic("dlq"), self.dead_letters)
 
-    async def follow_approvals(self) -> None:
-        assert self.approvals is not None  # noqa: S101  # started first
-        while True:
-            batches = await self.approvals.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    body = orjson.loads(record.value)
-                    verdict = body.get("state")
-                    if (
-                        verdict not in ("approved", "rejected")
-                        or body.get("changed_by") == "dispatcher"
-                    ):
-                        continue
-                    change = self.planner.decide(
-                        str(body["action_id"]), verdict, str(body["changed_by"]), time.time()
-                    )
-                    if change is not None:
-                        await self.publish([change])
+    # ---- consumers -----------------------------------------------------------
 
-    async def tick(self, now: float) -> list[Change]:
+    def floor_loop(self) -> ConsumerLoop[CallEvent | AgentEvent]:
+        """The engine's feed: every call and agent event, bad ones to the DLQ."""
+        assert self.floor_consumer is not None  # noqa: S101  # started first
+        return ConsumerLoop(
+            self.floor_consumer, decode_floor_event, self.on_floor_event, self._dlq(),
+            after_poll=self._check_caught_up,
+        )  # fmt: skip
+
+    async def on_floor_event(self, _record: ConsumerRecord, event: CallEvent | AgentEvent) -> None:
+        if self.engine.add(event) and isinstance(event, CallEnded):
+            handle = event.talk_s + event.hold_s + event.wrap_s
+            self.shares.add(event.ts.timestamp(), event.agent_id, event.queue_id, handle)
+
+    async def _check_caught_up(self) -> None:
+        if self.caught_up or self.floor_consumer is None:
+            return
+        positions = {tp: await self.floor_consumer.position(tp) for tp in self._ends}
+        self.caught_up = all(positions[tp] >= end for tp, end in self._ends.items())
+
+    def requests_loop(self) -> ConsumerLoop[Action | ActionRequest]:
+        """Leads' approvals, rejections, undos and hand-made proposals."""
+        assert self.requests_consumer is not None  # noqa: S101  # started first
+        return ConsumerLoop(
+            self.requests_consumer, decode_action_message, self.on_request, self._dlq()
+        )
+
+    async def on_request(self, _record: ConsumerRecord, message: Action | ActionRequest) -> None:
+        if isinstance(message, Action):
+            return  # the dispatcher's own announcements
+        now = time.time()
+        async with self._lock:  # never between a tick's planning and its publishing
+            step = self._answer(message, now)
+            if step is not None:
+                await self.publish([step])
+
+    def _answer(self, request: ActionRequest, now: float) -> Step | None:
+        match request.verb:
+            case "approve" | "reject" if request.action_id is not None:
+                verdict = "approved" if request.verb == "approve" else "rejected"
+                return self.planner.decide(request.action_id, verdict, request.by, now)
+            case "undo" if request.action_id is not None:
+                return self.planner.undo(request.action_id, request.by, now)
+            case "propose" if request.queue_id and request.lever and request.count:
+                return self.planner.hand(request.lever, request.queue_id, request.count, request.by)
+            case _:
+                raise Poison(f"incomplete {request.verb} request")
+
+    # ---- the tick ------------------------------------------------------------
+
+    async def tick(self, now: float) -> list[Step]:
         """Plan on the floor as it is at `now`; nothing until the history is read back."""
         if not self.caught_up:
             return []
-        await self._load_settings()
+        self.queue_settings = await self.settings_hash.load(self.redis)
         states = await self._alert_states()
-        stats = self.engine.compute(now)
         snaps = await self.redis.hgetall(self.keys.snapshots)
         ratios = {text(k): orjson.loads(v)["surge"]["ratio"] for k, v in snaps.items()}
-        changes = self.planner.step(now, stats, states, self.engine.agents, self.mode_for, ratios)
-        self.engine.prune(now)
-        await self.publish(changes)
+        async with self._lock:
+            stats = self.engine.compute(now)
+            floor = Floor(now, stats, states, self.engine.agents, self.shares.shares(now), ratios)
+            steps = self.planner.step(floor, self.mode_for)
+            self.engine.prune(now)
+            await self.publish(steps)
         self.ticks += 1
-        return changes
-
-    async def _load_settings(self) -> None:
-        self.queue_settings = await self.settings_hash.load(self.redis)
+        return steps
 
     async def _alert_states(self) -> dict[str, QueueAlertState]:
         raw = await self.redis.hgetall(self.keys.alert_states)
         return {text(k): QueueAlertState.from_json(orjson.loads(v)) for k, v in raw.items()}
 
-    async def publish(self, changes: list[Change]) -> None:
-        """Store each changed action, announce it, then send its commands."""
-        if not changes:
+    async def publish(self, steps: list[Step]) -> None:
+        """Store each changed action, announce it, send its commands; the outbox posts them."""
+        if not steps:
             return
         assert self.producer is not None  # noqa: S101  # started first
         pipe = self.redis.pipeline(transaction=False)
-        for change in changes:
-            body = change.action.as_json()
-            pipe.hset(self.keys.actions, change.action.action_id, dumps(body))
+        for step in steps:
+            pipe.hset(self.keys.actions, step.action.action_id, step.action.model_dump_json())
         await pipe.execute()  # stored before sent: a restart knows what it already did
-        for change in changes:
-            body = change.action.as_json()
-            key = change.action.queue_id.encode()
-            await self.producer.send(self.settings.topic("actions"), dumps(body), key=key)
-            for command in change.commands:
-                target = self.settings.dispatch_target.encode()
+        target = self.settings.dispatch_target.encode()
+        for step in steps:
+            body = dumps(step.action.model_dump(mode="json"))
+            await self.producer.send(
+                self.settings.topic("actions"), body, key=step.action.queue_id.encode()
+            )
+            for command in step.commands:
                 await self.producer.send(
-                    self.settings.topic("commands"), dumps(command), key=target
+                    self.settings.topic("commands"), encode_command(command), key=target
                 )
-                self.commands_sent.labels(command["type"]).inc()
-                await self.post(command)
+                self.commands_sent.labels(command.type).inc()
+                self.outbox.put(command)
         await self.producer.flush()
-
-    async def post(self, command: dict[str, Any]) -> None:
-        """POST a command to the telephony endpoint, signed, retried with backoff."""
-        if self.http is None or not self.settings.dispatch_endpoint:
-            return
-        body = dumps(command)
-        for attempt in range(self.settings.dispatch_endpoint_retries + 1):
-            stamp = str(int(time.time()))
-            headers = {
-                "content-type": "application/json",
-                "x-floorwatch-timestamp": stamp,
-                "x-floorwatch-signature": sign(self.settings.dispatch_secret, stamp, body),
-            }
-            try:
-                response = await self.http.post(
-                    self.settings.dispatch_endpoint, content=body, headers=headers
-                )
-                if response.status_code < 500:
-                    return
-            except httpx.HTTPError:
-                log.warning("command endpoint unreachable", extra={"attempt": attempt + 1})
-            await asyncio.sleep(0.5 * 2**attempt)
-        log.error(
-            "command not delivered to the endpoint", extra={"command_id": command["command_id"]}
-        )
 
 
 async def tick_forever(shell: DispatcherShell, tick_s: float) -> None:

@@ -601,6 +601,17 @@ class Planner:
             out.append(Step(done, []))
         return out
 
+    def restore(self, actions: Iterable[Action]) -> None:
+        """Rebuild the book from stored actions (a restart), oldest first."""
+        for action in sorted(actions, key=lambda a: (a.created_at, a.action_id)):
+            self.actions[action.action_id] = action
+            if action.state == "proposed":
+                self._hold(action)
+            elif action.sent_at is not None:
+                self._apply(action.commands, action.sent_at.timestamp())
+                if action.state == "reverted":
+                    self._apply(action.undo, action.changed_at.timestamp())
+
     # ---- leads ---------------------------------------------------------------
 
     def decide(self, action_id: str, verdict: str, by: str, now: float) -> Step | None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -17,7 +19,8 @@ from services.dispatcher.app import create_app
 from services.dispatcher.settings import DispatcherSettings
 from shared.core.tiers import QueueAlertState
 from shared.kafka import ensure_topics
-from shared.localstack import LocalStack
+from shared.localstack import LocalStack, free_port
+from shared.messages.actions import Action, ActionRequest
 from tests.integration.conftest import produce_events as produce
 from tests.integration.conftest import serve
 from tests.integration.test_ingest import read_topic
@@ -67,65 +70,154 @@ async def surge(
     await ensure_topics(settings)
     await produce(stack, prefix, floor())
     redis = aioredis.Redis.from_url(stack.redis_url)
-    state = QueueAlertState(tier=1, since=time.time(), surge_id="surge:billing:1")
-    await redis.hset(f"{prefix}alert_states", "billing", orjson.dumps(state.as_json()))
     yield settings, redis
     await redis.aclose()
+
+
+TIER2 = QueueAlertState(tier=2, since=time.time(), surge_id="surge:billing:2")
 
 
 async def commands(
     stack: LocalStack, prefix: str, expect: int, settle_s: float = 1.5
 ) -> list[tuple[str, str, str]]:
+    """(type, agent, from queue) of every command on the topic."""
     records = await read_topic(stack.bootstrap, prefix + "commands", expect, settle_s=settle_s)
-    return sorted((v["type"], v["agent_id"], v["command_id"].split(":")[2]) for _, v in records)
+    return sorted(
+        (str(v["type"]), str(v["agent_id"]), str(v.get("from_queue"))) for _, v in records
+    )
 
 
-EXPECTED = [("agent.reassign", a, a) for a in ("s0", "s1", "s2")]
+# tier 2 pulls standby (none here), cross_skill and partner (none): the three idle sales
+# agents skilled for billing; sales lends at most 0.3 of its 10, so exactly those three
+EXPECTED = [("agent.reassign", a, "sales") for a in ("s0", "s1", "s2")]
 
 
-async def test_alert_in_commands_out_and_a_restart_repeats_nothing(
+async def send(
+    stack: LocalStack, topic: str, value: bytes, key: bytes = b"billing"
+) -> tuple[int, int]:
+    producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
+    await producer.start()
+    try:
+        meta = await producer.send_and_wait(topic, value, key=key)
+        return meta.partition, meta.offset
+    finally:
+        await producer.stop()
+
+
+def request(verb: str, **fields: Any) -> bytes:
+    body = ActionRequest(request_id=f"r-{verb}", verb=verb, by="lead-ann",  # type: ignore[arg-type]
+                         at=datetime.now(UTC), **fields)  # fmt: skip
+    return body.model_dump_json().encode()
+
+
+async def test_alert_in_one_action_out_and_a_restart_repeats_nothing(
     surge: tuple[DispatcherSettings, aioredis.Redis], stack: LocalStack, prefix: str
 ) -> None:
     settings, redis = surge
+    await redis.hset(f"{prefix}alert_states", "billing", orjson.dumps(TIER2.as_json()))
     async with serve(create_app(settings)):
-        assert await commands(stack, prefix, 3) == EXPECTED  # the fourth idle one has no skill
-    stored = {
-        k.decode(): orjson.loads(v) for k, v in (await redis.hgetall(f"{prefix}actions")).items()
-    }
-    assert sorted((a["agent_id"], a["state"], a["plan"][0]["from_queue"]) for a in stored.values()) == [
-        ("s0", "sent", "sales"), ("s1", "sent", "sales"), ("s2", "sent", "sales"),
-    ]  # fmt: skip
+        assert await commands(stack, prefix, 3) == EXPECTED
+    stored = [
+        Action.model_validate_json(v) for v in (await redis.hgetall(f"{prefix}actions")).values()
+    ]
+    assert [(a.queue_id, a.kind, a.state, a.levers, len(a.commands)) for a in stored] == [
+        ("billing", "plan", "sent", ["cross_skill"], 3)
+    ]
+    assert [c.command_id for c in stored[0].commands] == [
+        f"{stored[0].action_id}:{i}" for i in range(3)
+    ]
+    assert stored[0].reason.alert_id == "surge:billing:2"
     async with serve(create_app(settings)):  # restarted mid-surge: the same floor, the same alert
         await asyncio.sleep(2.0)
     assert await commands(stack, prefix, 3) == EXPECTED
-    actions = await read_topic(stack.bootstrap, prefix + "actions", 3)
-    assert len(actions) == 3
+    actions = await read_topic(stack.bootstrap, prefix + "actions", 1)
+    assert len(actions) == 1
 
 
-async def test_approve_mode_holds_commands_until_a_lead_approves(
+async def test_approve_mode_holds_the_plan_until_a_lead_approves(
     surge: tuple[DispatcherSettings, aioredis.Redis], stack: LocalStack, prefix: str
 ) -> None:
     settings, redis = surge
+    await redis.hset(f"{prefix}alert_states", "billing", orjson.dumps(TIER2.as_json()))
     held = settings.model_copy(update={"dispatch_mode": "approve"})
     async with serve(create_app(held)):
-        proposed = await read_topic(stack.bootstrap, prefix + "actions", 3)
-        assert sorted((v["agent_id"], v["state"]) for _, v in proposed) == [
-            ("s0", "proposed"), ("s1", "proposed"), ("s2", "proposed"),
-        ]  # fmt: skip
+        proposed = await read_topic(stack.bootstrap, prefix + "actions", 1)
+        assert [(v["state"], len(v["commands"])) for _, v in proposed] == [("proposed", 3)]  # type: ignore[arg-type]
         assert await read_topic(stack.bootstrap, prefix + "commands", 0, settle_s=1.0) == []
-        chosen = next(v for _, v in proposed if v["agent_id"] == "s1")
-        approval = {
-            **chosen,
-            "state": "approved",
-            "changed_by": "lead-ann",
-        }  # as the API publishes it
-        producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
-        await producer.start()
-        try:
-            await producer.send_and_wait(prefix + "actions", orjson.dumps(approval), key=b"billing")
-        finally:
-            await producer.stop()
-        assert await commands(stack, prefix, 1) == [("agent.reassign", "s1", "s1")]
-    stored = orjson.loads(await redis.hget(f"{prefix}actions", str(chosen["action_id"])) or b"{}")
-    assert [h["state"] for h in stored["history"]] == ["proposed", "approved", "sent"]
-    assert stored["history"][1]["by"] == "lead-ann"
+        action_id = str(proposed[0][1]["action_id"])
+        await send(stack, prefix + "actions", request("approve", action_id=action_id))
+        assert await commands(stack, prefix, 3) == EXPECTED
+    stored = Action.model_validate_json(await redis.hget(f"{prefix}actions", action_id) or b"{}")
+    assert [(h.state, h.by) for h in stored.history] == [
+        ("proposed", "dispatcher"), ("approved", "lead-ann"), ("sent", "dispatcher"),
+    ]  # fmt: skip
+
+
+async def test_poison_goes_to_the_dlq_with_its_offset_and_the_next_record_is_handled(
+    surge: tuple[DispatcherSettings, aioredis.Redis], stack: LocalStack, prefix: str
+) -> None:
+    """On the floor topics and on the actions topic alike. No alert: nothing planned,
+    until a lead proposes by hand after a poison request."""
+    settings, _ = surge
+    app = create_app(settings)
+    async with serve(app):
+        shell = app.state.shell
+        deadline = time.monotonic() + 15
+        while not shell.caught_up:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # the requests consumer starts at the log end
+        bad_event = await send(stack, prefix + "events", b"{not json")
+        wrong_agent = await send(stack, prefix + "agents", orjson.dumps({"type": "agent.state"}))
+        await produce(stack, prefix, [{"event_id": "late", "type": "agent.state", "ts": stamp(0),
+                                      "agent_id": "newcomer", "state": "available"}])  # fmt: skip
+        bad_request = await send(stack, prefix + "actions", b'{"message": "request"}')
+        await send(stack, prefix + "actions",
+                   request("propose", queue_id="billing", lever="cross_skill", count=2))  # fmt: skip
+        assert await commands(stack, prefix, 2) == EXPECTED[:2]
+        assert shell.engine.agents["newcomer"].state == "available"
+    dlq = await read_topic(stack.bootstrap, prefix + "dlq", 3)
+    kept = sorted((str(v["topic"]), v["partition"], v["offset"]) for _, v in dlq)  # type: ignore[type-var]
+    assert kept == sorted([
+        (prefix + "events", *bad_event), (prefix + "agents", *wrong_agent),
+        (prefix + "actions", *bad_request),
+    ])  # fmt: skip
+
+
+async def test_a_killed_background_task_turns_readyz_503(
+    surge: tuple[DispatcherSettings, aioredis.Redis],
+) -> None:
+    settings, _ = surge
+    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+        deadline = time.monotonic() + 15
+        while (await client.get("/readyz")).status_code != 200:
+            assert time.monotonic() < deadline, "never ready"
+            await asyncio.sleep(0.1)
+        [outbox] = [t for t in asyncio.all_tasks() if t.get_name() == "outbox"]
+        outbox.cancel()  # not by its owner
+        with contextlib.suppress(asyncio.CancelledError):
+            await outbox
+        r = await client.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["task:outbox"] is False and r.json()["caught_up"] is True
+
+
+async def test_a_dead_endpoint_never_delays_planning(
+    surge: tuple[DispatcherSettings, aioredis.Redis], stack: LocalStack, prefix: str
+) -> None:
+    """The endpoint refuses every connection: the commands are on the topic at once, and
+    the outbox keeps retrying behind the tick's back."""
+    settings, redis = surge
+    await redis.hset(f"{prefix}alert_states", "billing", orjson.dumps(TIER2.as_json()))
+    dead = settings.model_copy(update={"dispatch_endpoint": f"http://127.0.0.1:{free_port()}/c",
+                                       "dispatch_endpoint_retries": 10})  # fmt: skip
+    app = create_app(dead)
+    async with serve(app):
+        began = time.monotonic()
+        assert await commands(stack, prefix, 3, settle_s=0.2) == EXPECTED
+        assert time.monotonic() - began < 10
+        shell = app.state.shell
+        ticks = shell.ticks
+        await asyncio.sleep(1.0)
+        assert shell.ticks >= ticks + 3  # 0.2 s ticks go on
+        assert len(shell.outbox) >= 1  # still trying to deliver
