@@ -71,6 +71,11 @@ class Members:
     paused: set[str] = field(default_factory=set)
     limit: int = 20_000
 
+    def copy(self) -> Members:
+        """A copy to parse a request with, kept only once ingest took the request (a
+        request refused with 429 or 503 and sent again must give the same items)."""
+        return Members({m: set(q) for m, q in self.queues.items()}, set(self.paused), self.limit)
+
     def _touch(self, member: str) -> set[str]:
         queues = self.queues.pop(member, None)
         if queues is None:

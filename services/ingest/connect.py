@@ -52,17 +52,20 @@ def secret_matches(expected: str, given: str | None) -> bool:
 
 @dataclass
 class Contacts:
-    """The queue each contact was last queued in (to close it when Connect moves the
-    contact to another queue); bounded by `limit`."""
+    """The queue each contact was last queued in, and the one before (to close it when
+    Connect moves the contact on; a QUEUED sent again gives the same items again);
+    bounded by `limit`."""
 
-    queue_of: dict[str, str] = field(default_factory=dict)
+    queue_of: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     limit: int = 100_000
 
     def queued(self, contact: str, queue: str) -> str | None:
-        before = self.queue_of.pop(contact, None)
+        """The queue the contact leaves for `queue`, None when it was in none."""
+        entry = self.queue_of.pop(contact, None)
+        before = None if entry is None else entry[1] if entry[0] == queue else entry[0]
         if len(self.queue_of) >= self.limit:
             del self.queue_of[next(iter(self.queue_of))]
-        self.queue_of[contact] = queue
+        self.queue_of[contact] = (queue, before)
         return before
 
 
@@ -125,7 +128,7 @@ def _contact(record: Mapping[str, Any], book: Contacts) -> list[Item]:  # Any: J
             return [{**left, "ts": at, "type": "call.callback_requested"}]
         out: list[Item] = []
         before = book.queued(contact, queue)
-        if before and before != queue:  # moved by its flow from another queue
+        if before:  # moved by its flow from another queue
             out.append({**base, "event_id": event_id("cx", contact, "left", before),
                         "call_id": contact, "queue_id": before, "type": "call.overflowed",
                         "to_queue_id": queue})  # fmt: skip

@@ -71,14 +71,16 @@ class _Task:
 @dataclass
 class Tasks:
     """What earlier callbacks told: accepted tasks (for handle time) and each worker's
-    skills from attributes plus the queues it was reserved from. Bounded by `limit`."""
+    skills from attributes plus the queues it was reserved from. Bounded by `limit`.
+    A callback sent again (after a 429 or 503) gives the same items again."""
 
     tasks: dict[str, _Task] = field(default_factory=dict)
     skills: dict[str, dict[str, int]] = field(default_factory=dict)
-    learnt: dict[str, set[str]] = field(default_factory=dict)
+    learnt: dict[str, dict[str, str]] = field(default_factory=dict)  # worker: queue -> task
     limit: int = 50_000
 
     def remember(self, sid: str, task: _Task) -> None:
+        self.tasks.pop(sid, None)
         if len(self.tasks) >= self.limit:
             del self.tasks[next(iter(self.tasks))]
         self.tasks[sid] = task
@@ -175,8 +177,8 @@ def taskrouter_items(params: Mapping[str, str], book: Tasks | None = None) -> li
             return [AdapterError("reservation.accepted: WorkerName missing")]
         book.remember(task, _Task(queue, worker, now))
         out: list[Item] = [{**call, "type": "call.answered", "agent_id": worker, **waited}]
-        if queue not in book.learnt.get(worker, set()) | book.skills.get(worker, {}).keys():
-            book.learnt.setdefault(worker, set()).add(queue)
+        learnt = book.learnt.setdefault(worker, {})
+        if queue not in book.skills.get(worker, {}) and learnt.setdefault(queue, task) == task:
             out.append({**base, "event_id": event_id("tr", sid, "skills"),
                         "type": "agent.skills", "agent_id": worker,
                         "skills": book.skill_set(worker)})  # fmt: skip
@@ -197,7 +199,7 @@ def taskrouter_items(params: Mapping[str, str], book: Tasks | None = None) -> li
         held.wrapup = now
         return [state(held.worker, "wrap_up")]
     if kind == "task.completed":
-        held = book.tasks.pop(task, None)
+        held = book.tasks.get(task)  # kept (until evicted): a resent callback says the same
         if held is None:
             return []  # accepted before this process started: the handle time is unknown
         end = held.wrapup if held.wrapup is not None else now

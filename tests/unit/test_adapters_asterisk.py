@@ -203,3 +203,15 @@ def test_support_sample_through_the_engine() -> None:
                                       "staffed": 1}  # fmt: skip
     caller = next(e for e in events_of(items) if e.get("call_id") == "1596513710.170")
     assert caller["type"] == "call.queued"  # the Latin-1 line is counted like the others
+
+
+def test_a_refused_request_parsed_again_gives_the_same_items() -> None:
+    """Ingest parses with a copy of the members and keeps it once the request is taken."""
+    book = Members()
+    parse_lines(["1|MANAGER|support|PJSIP/201|ADDMEMBER|"], book)
+    lines = ["5|c1|sales|PJSIP/201|CONNECT|3|c2|1"]  # implies membership of sales
+    refused = parse_lines(lines, book.copy())  # answered 503: the copy is dropped
+    again = parse_lines(lines, book.copy())
+    assert refused == again
+    assert [s["queue_id"] for s in events_of(again)[1]["skills"]] == ["sales", "support"]
+    assert book.queues == {"PJSIP/201": {"support"}}

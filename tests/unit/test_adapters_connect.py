@@ -127,3 +127,9 @@ def test_the_shared_secret() -> None:
     assert not secret_matches("s3cret", "s3cret ")
     assert not secret_matches("s3cret", None)
     assert not secret_matches("", "")  # no secret set: the adapter is off
+
+
+def test_a_record_sent_again_gives_the_same_items() -> None:
+    book = Contacts()
+    for record in CONTACTS + AGENTS:
+        assert connect_items(record, book) == connect_items(record, book)

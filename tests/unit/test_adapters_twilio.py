@@ -141,3 +141,10 @@ def test_a_bad_callback_names_its_fault() -> None:
     assert (
         taskrouter_items({"EventType": "task.completed", "Timestamp": "1", "TaskSid": "WTx"}) == []
     )
+
+
+def test_a_callback_sent_again_gives_the_same_items() -> None:
+    """TaskRouter resends a callback ingest refused (429, 503): nothing may be lost."""
+    book = Tasks()
+    for params in CALLBACKS:
+        assert taskrouter_items(params, book) == taskrouter_items(params, book)
