@@ -92,6 +92,7 @@ def test_secrets_come_from_the_secret_and_settings_are_real(
     assert refs == {
         ("FLOORWATCH_INGEST_TOKENS", "ingest-tokens"),
         ("FLOORWATCH_TWILIO_AUTH_TOKEN", "twilio-auth-token"),
+        ("FLOORWATCH_CONNECT_SHARED_SECRET", "connect-shared-secret"),
         ("FLOORWATCH_API_TOKENS", "api-tokens"),
         ("FLOORWATCH_DISPATCH_SECRET", "dispatch-secret"),
     }
