@@ -22,6 +22,7 @@ ALERTS = {
     "FloorwatchConsumerGroupLag",
     "FloorwatchDeadLettersGrowing",
     "FloorwatchPushesFailing",
+    "FloorwatchPushesRetrying",
     "FloorwatchKafkaBrokerUnavailable",
     "FloorwatchInstanceDown",
     "FloorwatchIngestSlowAcks",
@@ -36,7 +37,7 @@ def rules() -> list[dict[str, object]]:
 def test_promtool_accepts_the_rules() -> None:
     done = run(tool("promtool"), "check", "rules", str(RULES))
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 8 rules found" in done.stdout
+    assert "SUCCESS: 9 rules found" in done.stdout
 
 
 def test_promtool_accepts_the_scrape_config(tmp_path: Path) -> None:
@@ -78,6 +79,10 @@ tests:
         values: '0x30 1x30'
       - series: 'floorwatch_notify_deliveries_total{{channel="webhook",outcome="failed"}}'
         values: '0x60'
+      - series: 'floorwatch_notify_deliveries_total{{channel="hook",outcome="retry"}}'
+        values: '0+1x90'
+      - series: 'floorwatch_notify_outbox{{instance="n1"}}'
+        values: '3x90'
       - series: 'floorwatch_monitor_lag{{instance="m2"}}'
         values: '20000x60'
       - series: 'kafka_brokers'
@@ -100,6 +105,15 @@ tests:
           - exp_labels: {{severity: critical, channel: slack}}
             exp_annotations:
               summary: Pushes through slack failed after every attempt in the last 10 minutes.
+      - eval_time: 5m
+        alertname: FloorwatchPushesRetrying
+        exp_alerts: []
+      - eval_time: 12m
+        alertname: FloorwatchPushesRetrying
+        exp_alerts:
+          - exp_labels: {{severity: warning}}
+            exp_annotations:
+              summary: 60 push attempts failed and are waiting for another try.
       - eval_time: 1m
         alertname: FloorwatchMonitorLag
         exp_alerts: []
