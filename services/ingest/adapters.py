@@ -11,9 +11,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from services.ingest.asterisk import Members
+    from services.ingest.connect import Contacts
+    from services.ingest.twilio import Tasks
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._:-]")
 MAX_TEXT = 256  # contract 1: strings are at most 256 characters
@@ -52,6 +57,42 @@ def seconds(value: str | float, name: str) -> float:
 def text(value: object) -> str:
     """A vendor string cut to the contract's bound."""
     return str(value)[:MAX_TEXT]
+
+
+@dataclass
+class AdapterMemory:
+    """What the adapters remember between requests, in one ingest process: Asterisk
+    members per source, Twilio tasks and workers, Connect contacts."""
+
+    members: dict[str, Members] = field(default_factory=dict)
+    tasks: Tasks = field(default_factory=lambda: _tasks())
+    contacts: Contacts = field(default_factory=lambda: _contacts())
+
+    def members_of(self, source: str) -> Members:
+        """The member book of one Asterisk source (a copy: see `keep_members`)."""
+        book = self.members.get(source)
+        if book is None:
+            from services.ingest.asterisk import Members
+
+            book = self.members[source] = Members()
+        return book.copy()
+
+    def keep_members(self, source: str, book: Members) -> None:
+        """Keep the book a request was parsed with, once ingest took the request."""
+        self.members[source] = book
+
+
+# the vendor modules import this one: theirs are imported when first needed
+def _tasks() -> Tasks:
+    from services.ingest.twilio import Tasks
+
+    return Tasks()
+
+
+def _contacts() -> Contacts:
+    from services.ingest.connect import Contacts
+
+    return Contacts()
 
 
 # ---- the names the ingest routes import ------------------------------------------------
