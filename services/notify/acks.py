@@ -22,8 +22,9 @@ async def acknowledge(
     settings: CommonSettings,
     alert_id: str,
     by: str,
-) -> AlertRecord | None:
-    """Acknowledge `alert_id` as `by`; None when there is no such alert (twice changes nothing)."""
+) -> tuple[AlertRecord | None, bool]:
+    """Acknowledge `alert_id` as `by`: the record (None when there is no such alert) and
+    whether this call acknowledged it (acknowledging twice changes nothing)."""
     at = time.time()
     acked: list[AlertChange] = []
 
@@ -48,12 +49,12 @@ async def acknowledge(
     keys = Keys(settings.topic_prefix)
     stored = await atomic_update(redis, keys.alerts, alert_id, change)
     if stored is None:
-        return None
+        return None, False
     for fact in acked:
         await producer.send_and_wait(
             settings.topic("alerts"), dumps(fact.as_json()), key=fact.queue_id.encode()
         )
-    return AlertRecord.model_validate_json(stored)
+    return AlertRecord.model_validate_json(stored), bool(acked)
 
 
 async def approve(

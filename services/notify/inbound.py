@@ -72,8 +72,11 @@ async def slack_interaction(request: Request) -> JsonResponse:
     for action in payload.get("actions") or []:
         kind, value = action.get("action_id"), str(action.get("value") or "")[:600]
         if kind == "ack" and value:
-            record = await acknowledge(shell.redis, shell.producer, shell.settings, value, who)
-            done.append(f"acknowledged by {who}" if record else "alert not found")
+            record, _ = await acknowledge(shell.redis, shell.producer, shell.settings, value, who)
+            if record is None:
+                done.append("alert not found")
+            else:
+                done.append(f"acknowledged by {record.acknowledged_by}")
         elif kind == "approve" and value:
             state = await approve(shell.redis, shell.producer, shell.settings, value, who)
             done.append(f"plan {state} by {who}" if state else "plan not found")
@@ -106,10 +109,10 @@ async def pagerduty_webhook(request: Request) -> JsonResponse:
     acked = []
     for alert in incident.alerts:
         if alert.acked_by is None:
-            record = await acknowledge(
+            _, now_acked = await acknowledge(
                 shell.redis, shell.producer, shell.settings, alert.alert_id, who
             )
-            if record is not None:
+            if now_acked:
                 acked.append(alert.alert_id)
     return json_response({"acknowledged": acked, "by": who})
 

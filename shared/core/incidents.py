@@ -66,8 +66,8 @@ def action_from_json(data: Mapping[str, Any]) -> ActionView:
 
     Raises ValueError (or a pydantic ValidationError) when those fields are missing.
     """
-    created = data.get("created_at")
-    changed = data.get("changed_at", created)
+    changed = data.get("changed_at", data.get("created_at"))
+    created = data.get("created_at", changed)
     commands = data.get("commands", data.get("plan")) or []
     return ActionView.model_validate(
         {
