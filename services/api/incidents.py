@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from matplotlib.dates import DateFormatter
 from matplotlib.figure import Figure
 
+from services.api.auth import Principal
 from services.api.routes import State, Viewer
 from services.api.state import ApiState
 from shared.errors import Forbidden, NotFound
@@ -55,17 +56,29 @@ async def one(api: ApiState, incident_id: str) -> Incident:
     return Incident.model_validate_json(raw)
 
 
+async def seen_by(who: Principal, api: ApiState, incident: Incident) -> bool:
+    """Whether a token scoped to sites or queues may see this incident's queue."""
+    try:
+        await api.check_queue(who, incident.queue_id)
+    except NotFound:
+        return False
+    return True
+
+
 @router.get("/v1/incidents", summary="Incidents, open (default) or all, newest first")
 async def list_incidents(
-    _: Viewer, api: State, state: Literal["open", "all"] = "open"
+    who: Viewer, api: State, state: Literal["open", "all"] = "open"
 ) -> JsonResponse:
     found = [i for i in await incidents(api) if state == "all" or i.state == "open"]
-    return json_response({"incidents": [i.as_json() for i in found]})
+    shown = [i.as_json() for i in found if await seen_by(who, api, i)]
+    return json_response({"incidents": shown})
 
 
 @router.get("/v1/incidents/{incident_id}", summary="One incident: timeline and summary")
-async def get_incident(incident_id: str, _: Viewer, api: State) -> JsonResponse:
-    return json_response((await one(api, incident_id)).as_json())
+async def get_incident(incident_id: str, who: Viewer, api: State) -> JsonResponse:
+    incident = await one(api, incident_id)
+    await api.check_queue(who, incident.queue_id)
+    return json_response(incident.as_json())
 
 
 def chart_svg(incident: Incident) -> str:
@@ -183,9 +196,11 @@ def _message(title: str, body: str, status: int = 200) -> HTMLResponse:
 async def incident_page(
     incident_id: str, request: Request, api: State, sig: str = ""
 ) -> HTMLResponse:
-    if not link_ok(await link_key(api), page_what(incident_id), sig[:100], api.clock()):
-        api.tokens.require(bearer_token(request), "viewer")
+    signed = link_ok(await link_key(api), page_what(incident_id), sig[:100], api.clock())
+    who = None if signed else api.tokens.require(bearer_token(request), "viewer")
     incident = await one(api, incident_id)
+    if who is not None:
+        await api.check_queue(who, incident.queue_id)
     chart = await asyncio.to_thread(chart_svg, incident)
     return HTMLResponse(page_html(incident, chart), headers=PAGE_HEADERS)
 
@@ -220,6 +235,8 @@ async def ack_link(alert_id: str, api: State, by: str = "", sig: str = "") -> HT
         raise NotFound(f"alert {alert_id[:100]!r} not found")
     for change in acked:
         await api.publish("alerts", change.queue_id, change.as_json())
+        after = {"acknowledged_by": by, "via": "signed link"}
+        await api.audit(Principal(by, "lead"), "alert.ack", alert_id, None, after)
     record = AlertRecord.model_validate_json(stored)
     return _message("Acknowledged", f"{record.queue_id}: acknowledged by {record.acknowledged_by}")
 
