@@ -137,6 +137,14 @@ def _numbers(n: dict[str, Any]) -> str:  # Any: alert numbers
     return ", ".join(parts) or "–"
 
 
+def _commands(commands: list[dict[str, Any]]) -> str:  # Any: command JSON
+    """`agent.activate × 4, queue.callback`: each command type once, with its count."""
+    counts: dict[str, int] = {}
+    for c in commands:
+        counts[str(c.get("type", "?"))] = counts.get(str(c.get("type", "?")), 0) + 1
+    return ", ".join(f"{t} × {n}" if n > 1 else t for t, n in counts.items())[:500] or "–"
+
+
 def page_html(incident: Incident, chart: str) -> str:
     """The after-action page: summary, chart, alerts, actions, timeline. Every text escaped."""
     e = html.escape
@@ -161,7 +169,7 @@ def page_html(incident: Incident, chart: str) -> str:
     )
     actions = "".join(
         f"<tr><td>{_at(a.created_at)}</td><td>{e(a.summary or '–')}</td><td>{e(a.state)}</td>"
-        f"<td>{e(', '.join(str(c.get('type', '?')) for c in a.commands)[:500])}</td>"
+        f"<td>{e(_commands(a.commands))}</td>"
         f"<td>{e(orjson.dumps(a.projected).decode()[:300])}</td>"
         f"<td>{e(orjson.dumps(a.measured).decode()[:300]) if a.measured else '–'}</td></tr>"
         for a in incident.actions
