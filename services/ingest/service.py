@@ -24,8 +24,9 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, Request
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic_core import PydanticSerializationError
 from redis.exceptions import RedisError
@@ -148,24 +149,39 @@ class RateLimits:
     """Each token's rate (contract 2): `rate_per_s` events a second on average over any
     `burst` seconds, so up to `burst` seconds' worth may come at once.
 
-    An in-process moving window: no Redis round trip before a request is refused, and
-    it keeps limiting through a Redis outage; with several ingest processes behind one
-    address each holds its own window."""
+    `limits`' moving window in Redis (one script call a request, on ingest's own pool):
+    every ingest process behind one address shares each token's window, and its cost
+    is one list push per event with no periodic sweep. (The in-process moving window
+    copies every token's list on a timer thread up to a hundred times a second, which
+    at thousands of events a second over many tokens costs more than the work itself.)
+    While Redis is unreachable the limit is not enforced, as duplicates are then left
+    to the monitor: losing telephony events is worse than a burst let through."""
 
-    def __init__(self, rate_per_s: int, burst: int) -> None:
-        self.item = RateLimitItemPerSecond(rate_per_s * burst, burst)
-        self.storage = MemoryStorage()
-        self.limiter = MovingWindowRateLimiter(self.storage)
+    def __init__(
+        self, client: aioredis.Redis, url: str, prefix: str, rate: int, burst: int
+    ) -> None:
+        self.item = RateLimitItemPerSecond(rate * burst, burst)
+        self.rate = rate
+        storage = RedisStorage(
+            "async+" + url,
+            implementation="redispy",
+            key_prefix=f"{prefix}ratelimit",
+            wrap_exceptions=True,
+            # limits types its options narrowly; redis-py's client takes a pool here
+            connection_pool=client.connection_pool,  # type: ignore[arg-type]
+        )
+        self.limiter = MovingWindowRateLimiter(storage)
 
     async def take(self, source: str, n: int) -> float | None:
         """Count `n` events against `source`; None, or the seconds until there is room."""
-        if not n or await self.limiter.hit(self.item, source, cost=n):
+        try:
+            if not n or await self.limiter.hit(self.item, source, cost=n):
+                return None
+            reset, _ = await self.limiter.get_window_stats(self.item, source)
+        except StorageError:
+            log.warning("redis unreachable: rate limits are not enforced")
             return None
-        reset, _ = await self.limiter.get_window_stats(self.item, source)
         return max(1.0, math.ceil(reset - time.time()))
-
-    async def close(self) -> None:
-        await self.storage.reset()
 
 
 @dataclass
@@ -189,7 +205,9 @@ class IngestService:
         self.keys = Keys(s.topic_prefix)
         self.credentials = Credentials(s.tokens())
         self.in_flight = InFlight(s.ingest_max_in_flight)
-        self.rates = RateLimits(s.ingest_rate_per_s, s.ingest_rate_burst)
+        self.rates = RateLimits(
+            self.redis, s.redis_url, s.topic_prefix, s.ingest_rate_per_s, s.ingest_rate_burst
+        )
         self.admit_script = self.redis.register_script(ADMIT_QUEUES)
 
     @property
@@ -380,7 +398,6 @@ class IngestService:
 
     async def close(self) -> None:
         await self.drop_producer()
-        await self.rates.close()
 
 
 async def _close_quietly(producer: AIOKafkaProducer) -> None:

@@ -38,7 +38,7 @@ class IngestSettings(CommonSettings):
         10, ge=1, description="bursts of this many seconds' worth of events"
     )
     ingest_max_in_flight: int = Field(
-        2000, ge=1, description="events being validated and produced at once; more is a 429"
+        10_000, ge=1, description="events being validated and produced at once; more is a 429"
     )
 
     twilio_auth_token: str = Field("", description="checks X-Twilio-Signature; empty: adapter off")
