@@ -27,6 +27,9 @@ def snapshot_json(stats: QueueStats, surge: SurgeView, state: QueueAlertState) -
             "ratio": surge.ratio,
             "expected": surge.expected,
             "arrivals": surge.arrivals,
+            "window_s": surge.window_s,
+            "p": surge.p,
+            "basis": surge.basis,
             "tier": state.tier,
             "since": iso_ms(state.since) if state.since is not None else None,
         },
@@ -40,6 +43,7 @@ class TickOutput:
     snapshots: list[dict[str, object]]
     changes: list[AlertChange]
     stats: dict[str, QueueStats]
+    updates: list[AlertChange] = field(default_factory=list)  # contract 5: the numbers now
 
     def queues_json(self) -> dict[str, object]:
         """The body of `GET /v1/queues`."""
@@ -73,6 +77,7 @@ class Monitor:
             stats = {q: s for q, s in stats.items() if owns(q)}
         snapshots: list[dict[str, object]] = []
         changes: list[AlertChange] = []
+        updates: list[AlertChange] = []
         for queue_id in sorted(stats):
             result = step(
                 self.states.get(queue_id, QueueAlertState()),
@@ -81,6 +86,7 @@ class Monitor:
             )
             self.states[queue_id] = result.state
             changes.extend(result.changes)
+            updates.extend(result.updates)
             snapshots.append(snapshot_json(stats[queue_id], result.surge, result.state))
         self.engine.prune(now)
-        return TickOutput(now, snapshots, changes, stats)
+        return TickOutput(now, snapshots, changes, stats, updates)

@@ -1,28 +1,66 @@
-"""Surge tiers and the SL breach alert (contract 5): a pure state machine per queue."""
+"""Surge tiers and the SL breach alert (contract 5): a pure state machine per queue.
+
+Each tick, for every window `W` of `surge_windows_s`, the machine weighs the arrivals
+`N` in `(now - W, now]` against `expected(W)` (forecast, else the declared
+`expected_per_hour`, else the queue's own baseline hour) with a Poisson test. The
+highest tier some window indicates is entered at once; tiers are left one at a time.
+While at tier 1 or above the baseline is frozen at its value when tier 1 was entered.
+
+Decisions where the contract is silent:
+- `ratio` and `p` are `null` when `expected` is unknown or 0 (no tier from them).
+- When several windows indicate the highest tier, the surge shown is that of the one
+  with the smallest `p` (then the longest window).
+- A window whose baseline hour was not yet observed when tier 1 was entered uses,
+  while frozen, the frozen rate of the nearest window that had one.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
+
+import numpy as np
+from scipy.special import gammainc  # type: ignore[import-untyped]  # scipy ships no stubs
 
 from shared.core.engine import QueueStats
 from shared.forecast import Forecast
-from shared.messages.alerts import AlertChange
+from shared.messages.alerts import AlertChange, Numbers, Transition
+
+Basis = Literal["forecast", "declared", "baseline"]
+HOUR_S = 3600.0
 
 
-def expected_arrivals(stats: QueueStats, forecast: Forecast | None) -> float | None:
-    """Forecast arrivals in the surge window, or the trailing-hour baseline (contract 5).
+def poisson_tail(n: int, mean: float) -> float:
+    """P(X >= n) for X ~ Poisson(mean): the chance that normal traffic gives n or more."""
+    return float(poisson_tails(np.array([n]), np.array([mean]))[0])
 
-    A forecast is used when it covers the whole surge window; otherwise the queue's own
-    arrival rate over the hour before the window, scaled to the window, once that hour
-    has been observed. None when neither is known.
+
+def poisson_tails(n: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """P(X >= n) elementwise, exact for any n and mean without overflow.
+
+    For n >= 1 the Poisson upper tail equals the regularised lower incomplete gamma
+    function P(n, mean) (`gammainc`); for n <= 0 it is 1.
     """
-    window = stats.settings.surge_window_s
-    if forecast is not None and forecast.covers(stats.now - window, stats.now):
-        return forecast.expected(stats.now - window, stats.now)
-    if stats.baseline_arrivals is None:
-        return None
-    return stats.baseline_arrivals * window / 3600.0
+    n, mean = np.broadcast_arrays(
+        np.atleast_1d(np.asarray(n, np.float64)), np.atleast_1d(np.asarray(mean, np.float64))
+    )
+    out = np.ones(n.shape)
+    pos = n >= 1
+    out[pos] = gammainc(n[pos], mean[pos])
+    return out
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One surge window at one tick (contract 5)."""
+
+    window_s: int
+    arrivals: int
+    expected: float | None
+    basis: Basis | None
+    ratio: float | None
+    p: float | None
+    tier: int  # the highest tier this window indicates, 0 for none
 
 
 @dataclass(frozen=True)
@@ -31,101 +69,206 @@ class QueueAlertState:
 
     tier: int = 0
     since: float | None = None  # when the current tier was entered
-    below_since: float | None = None  # since when the ratio has stayed under the exit line
+    below_since: float | None = None  # since when the exit condition has held
     surge_id: str | None = None
     breach: bool = False
     breach_since: float | None = None
     breach_ok_since: float | None = None
     breach_id: str | None = None
+    # contract 5: per surge window, the baseline (arrivals per hour) frozen at tier 1 entry
+    frozen_per_hour: dict[int, float] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, object]:
-        return dict(self.__dict__)
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["frozen_per_hour"] = {str(w): v for w, v in self.frozen_per_hour.items()}
+        return data
 
     @staticmethod
     def from_json(data: dict[str, object]) -> QueueAlertState:
-        return QueueAlertState(**data)  # type: ignore[arg-type]  # our own as_json output
+        """Our own `as_json` output, also from older versions (missing fields default)."""
+        known = {f.name for f in fields(QueueAlertState)}
+        kept = {k: v for k, v in data.items() if k in known}
+        frozen = kept.pop("frozen_per_hour", None)
+        per_hour = {int(w): float(v) for w, v in frozen.items()} if isinstance(frozen, dict) else {}
+        return QueueAlertState(**kept, frozen_per_hour=per_hour)  # type: ignore[arg-type]  # as_json output
 
 
 @dataclass(frozen=True)
 class SurgeView:
+    """The surge a snapshot shows (contract 7 `surge`, without tier and since)."""
+
     ratio: float | None
     expected: float | None
     arrivals: int
+    window_s: int = 300
+    p: float | None = None
+    basis: Basis | None = None
 
 
 @dataclass
 class TickResult:
     state: QueueAlertState
     surge: SurgeView
-    changes: list[AlertChange] = field(default_factory=list)
+    changes: list[AlertChange] = field(default_factory=list)  # state transitions
+    updates: list[AlertChange] = field(default_factory=list)  # `updated`: the numbers now
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+def _counts(stats: QueueStats, window_s: int) -> tuple[int, int | None] | None:
+    """(arrivals in the window, arrivals in the hour before it or None), if computed."""
+    found = stats.surge_counts.get(window_s)
+    if found is not None:
+        return found
+    if window_s == stats.settings.surge_window_s:
+        return stats.surge_arrivals, stats.baseline_arrivals
+    return None
+
+
+def _frozen_rate(frozen: dict[int, float], window_s: int) -> float | None:
+    if window_s in frozen:
+        return frozen[window_s]
+    if not frozen:
+        return None
+    nearest = min(frozen, key=lambda w: (abs(w - window_s), w))
+    return frozen[nearest]
+
+
+def expected_for(
+    window_s: int,
+    stats: QueueStats,
+    forecast: Forecast | None,
+    state: QueueAlertState | None = None,
+) -> tuple[float | None, Basis | None]:
+    """contract 5: expected(W) and its basis: forecast, declared rate, else baseline."""
+    now = stats.now
+    if forecast is not None and forecast.covers(now - window_s, now):
+        return forecast.expected(now - window_s, now), "forecast"
+    declared = stats.settings.expected_per_hour
+    if declared is not None:
+        return declared * window_s / HOUR_S, "declared"
+    if state is not None and state.tier >= 1:
+        rate = _frozen_rate(state.frozen_per_hour, window_s)
+        return (None, None) if rate is None else (rate * window_s / HOUR_S, "baseline")
+    counts = _counts(stats, window_s)
+    if counts is None or counts[1] is None:
+        return None, None
+    return counts[1] * window_s / HOUR_S, "baseline"
+
+
+def evidence(
+    stats: QueueStats, forecast: Forecast | None, state: QueueAlertState
+) -> list[Evidence]:
+    """Every surge window's N, E, ratio, p and the tier it indicates (contract 5)."""
+    s = stats.settings
+    windows = list(dict.fromkeys([*s.surge_windows_s, s.surge_window_s]))
+    rows: list[tuple[int, int, float | None, Basis | None]] = []
+    for w in windows:
+        counts = _counts(stats, w)
+        if counts is None:
+            continue
+        e, basis = expected_for(w, stats, forecast, state)
+        rows.append((w, counts[0], e if e else None, basis if e else None))
+    known = [i for i, r in enumerate(rows) if r[2] is not None]
+    tails = poisson_tails(
+        np.array([rows[i][1] for i in known]), np.array([rows[i][2] for i in known])
+    )
+    p_of = dict(zip(known, tails.tolist(), strict=True))
+    out: list[Evidence] = []
+    for i, (w, n, e, basis) in enumerate(rows):
+        ratio = n / e if e is not None else None
+        p = p_of.get(i)
+        tier = 0
+        if ratio is not None and p is not None and n >= s.min_arrivals and p <= s.surge_p_value:
+            tier = sum(1 for t in s.tier_thresholds if ratio >= t)
+        out.append(Evidence(w, n, e, basis, ratio, p, tier))
+    return out
+
+
+def _shown(rows: list[Evidence], primary_s: int) -> Evidence | None:
+    """The window indicating the highest tier (smallest p, then longest), else the primary."""
+    top = max((r.tier for r in rows), default=0)
+    if top:
+        return min((r for r in rows if r.tier == top), key=lambda r: (r.p or 0.0, -r.window_s))
+    return next((r for r in rows if r.window_s == primary_s), None)
+
+
+def _freeze(stats: QueueStats) -> dict[int, float]:
+    """The baseline of every surge window, in arrivals per hour, as observed now."""
+    s = stats.settings
+    out: dict[int, float] = {}
+    for w in dict.fromkeys([*s.surge_windows_s, s.surge_window_s]):
+        counts = _counts(stats, w)
+        if counts is not None and counts[1] is not None:
+            out[w] = float(counts[1])
+    return out
+
+
+def _numbers(stats: QueueStats, shown: Evidence | None) -> Numbers:
+    s = stats.settings
+    primary = stats.windows[s.primary_window_s]
+    return {
+        "window_s": shown.window_s if shown else s.surge_window_s,
+        "ratio": shown.ratio if shown else None,
+        "expected": shown.expected if shown else None,
+        "basis": shown.basis if shown else None,
+        "arrivals": shown.arrivals if shown else 0,
+        "p": shown.p if shown else None,
+        "answer_rate": primary.answer_rate,
+        "answer_rate_live": primary.answer_rate_live,
+        "offered": primary.offered,
+        "waiting_over_target": stats.waiting_over_target,
+        "primary_window_s": s.primary_window_s,
+    }
 
 
 def step(state: QueueAlertState, stats: QueueStats, forecast: Forecast | None) -> TickResult:
     """Advance one queue's alert state by one tick."""
     s = stats.settings
     now = stats.now
-    expected = expected_arrivals(stats, forecast)
-    arrivals = stats.surge_arrivals
-    ratio = arrivals / expected if expected else None
-    surge = SurgeView(ratio, expected, arrivals)
-    primary = stats.windows[s.primary_window_s]
-    numbers: dict[str, float | int | None] = {
-        "ratio": ratio,
-        "expected": expected,
-        "arrivals": arrivals,
-        "surge_window_s": s.surge_window_s,
-        "answer_rate": primary.answer_rate,
-        "answer_rate_live": primary.answer_rate_live,
-        "offered": primary.offered,
-        "waiting_over_target": stats.waiting_over_target,
-        "window_s": s.primary_window_s,
-    }
+    rows = evidence(stats, forecast, state)
+    indicated = max((r.tier for r in rows), default=0)
+    shown = _shown(rows, s.surge_window_s)
+    surge = (
+        SurgeView(shown.ratio, shown.expected, shown.arrivals, shown.window_s, shown.p, shown.basis)
+        if shown
+        else SurgeView(None, None, 0, s.surge_window_s)
+    )
+    numbers = _numbers(stats, shown)
     changes: list[AlertChange] = []
 
-    # contract 5: enter the highest tier reached, with at least min_arrivals in the window
-    reached = 0
-    if ratio is not None and arrivals >= s.min_arrivals:
-        reached = sum(1 for t in s.tier_thresholds if ratio >= t)
-    if reached > state.tier:
-        surge_id = state.surge_id or f"surge:{stats.queue_id}:{int(now * 1000)}"
-        numbers_t = {**numbers, "threshold": s.tier_thresholds[reached - 1]}
-        transition: Literal["raised", "escalated"] = "raised" if state.tier == 0 else "escalated"
-        changes.append(
-            AlertChange(
-                alert_id=surge_id,
-                kind="surge",
-                queue_id=stats.queue_id,
-                transition=transition,
-                tier=reached,
-                from_tier=state.tier,
-                at=now,
-                numbers=numbers_t,
-            )
+    def change(transition: Transition, tier: int, extra: Numbers) -> AlertChange:
+        return AlertChange(
+            alert_id=state.surge_id or "",
+            kind="surge",
+            queue_id=stats.queue_id,
+            transition=transition,
+            tier=tier,
+            from_tier=state.tier,
+            at=now,
+            numbers={**numbers, **extra},
         )
-        state = replace(state, tier=reached, since=now, below_since=None, surge_id=surge_id)
+
+    if indicated > state.tier:  # contract 5: the highest indicated tier, at once
+        if state.tier == 0:
+            surge_id = f"surge:{stats.queue_id}:{int(now * 1000)}"
+            state = replace(state, surge_id=surge_id, frozen_per_hour=_freeze(stats))
+        extra: Numbers = {"threshold": s.tier_thresholds[indicated - 1]}
+        changes.append(change("raised" if state.tier == 0 else "escalated", indicated, extra))
+        state = replace(state, tier=indicated, since=now, below_since=None)
     elif state.tier > 0:
-        # leave one tier at a time, after clear_after_s below (threshold - hysteresis)
+        # contract 5: one tier down once not indicated and the primary surge window's
+        # ratio has stayed below (threshold - hysteresis), for clear_after_s
         exit_line = s.tier_thresholds[state.tier - 1] - s.tier_hysteresis
-        if ratio is None or ratio < exit_line:
+        primary = next((r for r in rows if r.window_s == s.surge_window_s), None)
+        ratio = primary.ratio if primary else None
+        if indicated < state.tier and (ratio is None or ratio < exit_line):
             below = state.below_since if state.below_since is not None else now
             state = replace(state, below_since=below)
             if now - below >= s.clear_after_s:
                 new_tier = state.tier - 1
-                down: Literal["cleared", "deescalated"] = (
-                    "cleared" if new_tier == 0 else "deescalated"
-                )
-                numbers_t = {**numbers, "threshold": exit_line, "below_since_s": now - below}
+                extra = {"threshold": exit_line, "below_since_s": now - below}
                 changes.append(
-                    AlertChange(
-                        alert_id=state.surge_id or "",
-                        kind="surge",
-                        queue_id=stats.queue_id,
-                        transition=down,
-                        tier=new_tier,
-                        from_tier=state.tier,
-                        at=now,
-                        numbers=numbers_t,
-                    )
+                    change("cleared" if new_tier == 0 else "deescalated", new_tier, extra)
                 )
                 # the next step down needs its own clear_after_s, counted from now
                 state = replace(
@@ -134,18 +277,23 @@ def step(state: QueueAlertState, stats: QueueStats, forecast: Forecast | None) -
                     since=now if new_tier else None,
                     below_since=now if new_tier else None,
                     surge_id=state.surge_id if new_tier else None,
+                    frozen_per_hour=state.frozen_per_hour if new_tier else {},
                 )
         else:
             state = replace(state, below_since=None)
 
-    state, breach_changes = _step_breach(state, stats, numbers)
+    updates: list[AlertChange] = []
+    if state.tier > 0 and not changes:
+        updates.append(change("updated", state.tier, {}))
+    state, breach_changes, breach_updates = _step_breach(state, stats, numbers)
     changes.extend(breach_changes)
-    return TickResult(state, surge, changes)
+    updates.extend(breach_updates)
+    return TickResult(state, surge, changes, updates, rows)
 
 
 def _step_breach(
-    state: QueueAlertState, stats: QueueStats, numbers: dict[str, float | int | None]
-) -> tuple[QueueAlertState, list[AlertChange]]:
+    state: QueueAlertState, stats: QueueStats, numbers: Numbers
+) -> tuple[QueueAlertState, list[AlertChange], list[AlertChange]]:
     """contract 5: the sl_breach alert on the primary window's answer_rate_live."""
     s = stats.settings
     now = stats.now
@@ -153,34 +301,32 @@ def _step_breach(
     rate = primary.answer_rate_live
     volume = primary.offered + stats.waiting_over_target
     numbers = {**numbers, "threshold": s.sl_alert_below}
+
+    def change(alert_id: str, transition: Literal["raised", "cleared", "updated"]) -> AlertChange:
+        return AlertChange(
+            alert_id=alert_id,
+            kind="sl_breach",
+            queue_id=stats.queue_id,
+            transition=transition,
+            at=now,
+            numbers=numbers,
+        )
+
     if not state.breach:
         if rate is not None and rate < s.sl_alert_below and volume >= 10:
             breach_id = f"sl_breach:{stats.queue_id}:{int(now * 1000)}"
-            change = AlertChange(
-                alert_id=breach_id,
-                kind="sl_breach",
-                queue_id=stats.queue_id,
-                transition="raised",
-                at=now,
-                numbers=numbers,
-            )
-            return replace(
+            raised = replace(
                 state, breach=True, breach_since=now, breach_ok_since=None, breach_id=breach_id
-            ), [change]
-        return state, []
+            )
+            return raised, [change(breach_id, "raised")], []
+        return state, [], []
+    breach_id = state.breach_id or ""
     if rate is None or rate >= s.sl_alert_below + 0.02:
         ok_since = state.breach_ok_since if state.breach_ok_since is not None else now
         if now - ok_since >= s.clear_after_s:
-            change = AlertChange(
-                alert_id=state.breach_id or "",
-                kind="sl_breach",
-                queue_id=stats.queue_id,
-                transition="cleared",
-                at=now,
-                numbers=numbers,
-            )
-            return replace(
+            cleared = replace(
                 state, breach=False, breach_since=None, breach_ok_since=None, breach_id=None
-            ), [change]
-        return replace(state, breach_ok_since=ok_since), []
-    return replace(state, breach_ok_since=None), []
+            )
+            return cleared, [change(breach_id, "cleared")], []
+        return replace(state, breach_ok_since=ok_since), [], [change(breach_id, "updated")]
+    return replace(state, breach_ok_since=None), [], [change(breach_id, "updated")]

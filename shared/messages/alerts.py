@@ -3,6 +3,19 @@
 A transition is a fact: `raised`, `escalated`, `deescalated`, `cleared` (the monitor's
 tier machine) or `acknowledged` (a lead, through the API). The record is what readers
 see (`GET /v1/alerts`); `apply_change` folds one transition into it.
+
+Numbers (contract 5): every change from the monitor carries `numbers`: the surge window
+shown (`window_s`, `ratio`, `expected`, `basis`, `arrivals`, `p`) and the primary
+window's answer rates. While an alert is active the monitor also publishes, every tick,
+an `updated` change: not a transition of state but the numbers now. In the record:
+- `numbers` are always the numbers now (the latest change of any kind but an
+  acknowledgement), so a reader that shows `numbers` shows the numbers now;
+- `raised_numbers` are the numbers that raised the alert to its current tier (set by
+  `raised` and `escalated`);
+- each history entry keeps the numbers of its own transition; `updated` changes are
+  not kept in the history (one every tick would swamp it) and do not move `tier` or
+  `state`. An `updated` change for a cleared alert changes nothing; for an unknown one
+  (its `raised` was lost) it makes an active record with the numbers now.
 """
 
 from __future__ import annotations
@@ -13,7 +26,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 
 from shared.timefmt import iso_ms, parse_ts
 
-Transition = Literal["raised", "escalated", "deescalated", "cleared", "acknowledged"]
+Transition = Literal["raised", "escalated", "deescalated", "cleared", "acknowledged", "updated"]
 AlertKind = Literal["surge", "sl_breach"]
 Numbers = dict[str, float | int | str | None]
 
@@ -52,6 +65,7 @@ class AlertHistoryEntry(BaseModel):
     at: Instant
     tier: int | None = None
     by: str | None = None
+    numbers: Numbers | None = None
 
 
 class AlertRecord(BaseModel):
@@ -69,7 +83,8 @@ class AlertRecord(BaseModel):
     acknowledged_by: str | None = None
     acknowledged_at: Instant | None = None
     cleared_at: Instant | None = None
-    numbers: Numbers | None = None
+    numbers: Numbers | None = None  # the numbers now
+    raised_numbers: Numbers | None = None  # the numbers that raised it to its tier
     history: tuple[AlertHistoryEntry, ...] = ()
 
     def as_json(self) -> dict[str, object]:
@@ -83,9 +98,14 @@ def apply_change(record: AlertRecord | None, change: AlertChange) -> AlertRecord
             alert_id=change.alert_id,
             kind=change.kind,
             queue_id=change.queue_id,
+            tier=change.tier,
             raised_at=change.at,
             updated_at=change.at,
         )
+    if change.transition == "updated":
+        if record.state != "active":
+            return record
+        return record.model_copy(update={"updated_at": change.at, "numbers": change.numbers})
     if change.transition == "acknowledged" and record.acknowledged_by is not None:
         return record
     update: dict[str, object] = {"updated_at": change.at}
@@ -93,6 +113,8 @@ def apply_change(record: AlertRecord | None, change: AlertChange) -> AlertRecord
         update.update(acknowledged_by=change.by, acknowledged_at=change.at)
     else:
         update.update(tier=change.tier, numbers=change.numbers)
+        if change.transition in ("raised", "escalated"):
+            update.update(raised_numbers=change.numbers)
         if change.transition == "cleared":
             update.update(state="cleared", cleared_at=change.at)
     entry = AlertHistoryEntry(
@@ -100,5 +122,6 @@ def apply_change(record: AlertRecord | None, change: AlertChange) -> AlertRecord
         at=change.at,
         tier=None if change.transition == "acknowledged" else change.tier,
         by=change.by,
+        numbers=None if change.transition == "acknowledged" else change.numbers,
     )
     return record.model_copy(update={**update, "history": (*record.history, entry)})
