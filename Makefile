@@ -2,10 +2,10 @@
 PY := .venv/bin/python
 STAMP := .venv/.installed
 
-.PHONY: help setup run test test-unit lint format bench clean
+.PHONY: help setup run test test-unit lint format bench screenshots clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*##' Makefile | awk -F':.*## ' '{printf "  %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z]+:.*##' Makefile | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv .venv
@@ -35,6 +35,9 @@ format: setup ## rewrite the code in the house style
 
 bench: setup ## benchmarks; JSON results in bench/results/
 	$(PY) -m bench.run
+
+screenshots: setup ## refresh docs/board-*.png: the board in Chromium during a surge and after it
+	BOARD_SCREENSHOTS_DIR=$(CURDIR)/docs $(PY) -m pytest -q -p no:cacheprovider tests/e2e/test_board.py -k screenshots
 
 clean: ## remove the virtualenv and caches
 	rm -rf .venv .mypy_cache .pytest_cache .ruff_cache

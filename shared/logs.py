@@ -3,12 +3,42 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
+from urllib.parse import unquote_plus
 
 import orjson
 
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime"}
+# query parameters that carry a credential: uvicorn's access log and its websocket
+# lines print the whole path with its query (contract 7: no secret is ever logged)
+_PARAM = re.compile(r"([?&;])([^=&\s\"'?]+)=([^&;\s\"']*)")
+SECRET_PARAMS = frozenset({"token", "ticket", "sig"})
+
+
+def _hide(match: re.Match[str]) -> str:
+    sep, name, _value = match.groups()
+    if unquote_plus(name).strip().lower() in SECRET_PARAMS:
+        return f"{sep}{name}=[redacted]"
+    return match.group(0)
+
+
+def redact(text: str) -> str:
+    """`text` with the values of `token`, `ticket` and `sig` query parameters hidden
+    (however the name is cased or percent-encoded)."""
+    return _PARAM.sub(_hide, text)
+
+
+class RedactSecrets(logging.Filter):
+    """Rewrites each record's message with `redact` before any handler formats it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,6 +69,7 @@ def setup_logging(level: str = "INFO") -> None:
             root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactSecrets())
     handler._floorwatch = True  # type: ignore[attr-defined]  # marks our own handler
     root.addHandler(handler)
     logging.getLogger("aiokafka").setLevel(max(root.level, logging.WARNING))

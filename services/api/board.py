@@ -1,29 +1,67 @@
-"""The wall board: its page at `/` and its websocket `WS /v1/ws/board` (contract 7)."""
+"""The wall board: its page at `/`, its static files, websocket tickets and the websocket
+`WS /v1/ws/board` (contract 7)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import logging
+import secrets
 from importlib import resources
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
+from fastapi.responses import HTMLResponse, Response
 
+from services.api.auth import Principal
 from services.api.fanout import Client
 from services.api.state import ApiState
+from shared.errors import FloorwatchError, NotFound
+from shared.http import JsonResponse, bearer_token, json_response
 
 log = logging.getLogger(__name__)
 router = APIRouter()
 POLICY_VIOLATION = 1008
+TICKET_TTL_S = 30
+
+# No inline script or style, nothing from another origin: a queue id holding HTML can
+# neither run script nor send anything anywhere (issue 13 item 9).
+BOARD_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": BOARD_CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+STATIC = {
+    "board.js": "text/javascript; charset=utf-8",
+    "board.css": "text/css; charset=utf-8",
+}
+
+
+def _static(name: str) -> str:
+    return resources.files("services.api").joinpath(f"static/{name}").read_text()
 
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 async def page() -> HTMLResponse:
-    html = resources.files("services.api").joinpath("static/board.html").read_text()
-    return HTMLResponse(html)
+    return HTMLResponse(_static("board.html"), headers=SECURITY_HEADERS)
+
+
+@router.get("/static/{name}", include_in_schema=False)
+async def static_file(name: str) -> Response:
+    """The board's script and style sheet (a fixed list: no path is read from the URL)."""
+    media_type = STATIC.get(name)
+    if media_type is None:
+        raise NotFound(f"no static file {name!r}")
+    return Response(_static(name), media_type=media_type, headers=SECURITY_HEADERS)
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: set[str]) -> bool:
@@ -35,10 +73,52 @@ def origin_allowed(origin: str | None, host: str | None, allowed: set[str]) -> b
     return host is not None and urlsplit(origin).netloc == host
 
 
-async def _token(ws: WebSocket) -> str | None:
-    token = ws.query_params.get("token")
-    if token:
-        return token
+def _ticket_key(api: ApiState, ticket: str) -> str:
+    # only the ticket's hash is stored: a copy of Redis holds no usable ticket
+    return f"{api.keys.prefix}ws:ticket:{hashlib.sha256(ticket.encode()).hexdigest()}"
+
+
+def _principal_json(principal: Principal) -> bytes:
+    return orjson.dumps(dataclasses.asdict(principal), default=sorted)
+
+
+def _principal_from(raw: bytes | str) -> Principal | None:
+    try:
+        # Any: the principal's own fields, as `_principal_json` wrote them
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in orjson.loads(raw).items()
+        }
+        return Principal(**fields)
+    except (orjson.JSONDecodeError, TypeError, AttributeError):
+        return None
+
+
+@router.post(
+    "/v1/ws/ticket",
+    summary="A single-use websocket ticket, valid 30 s, for the bearer token's principal",
+)
+async def ws_ticket(request: Request) -> JsonResponse:
+    api: ApiState = request.app.state.api
+    principal = api.tokens.require(bearer_token(request), "viewer")
+    ticket = secrets.token_urlsafe(24)
+    await api.redis.set(_ticket_key(api, ticket), _principal_json(principal), ex=TICKET_TTL_S)
+    return json_response({"ticket": ticket, "expires_in_s": TICKET_TTL_S, "role": principal.role})
+
+
+async def redeem_ticket(api: ApiState, ticket: str) -> Principal | None:
+    """The principal a ticket was issued to; a ticket works once, within its TTL."""
+    if not ticket or len(ticket) > 200:
+        return None
+    raw = await api.redis.getdel(_ticket_key(api, ticket))
+    return None if raw is None else _principal_from(raw)
+
+
+class SocketRefused(FloorwatchError):
+    """A websocket closed with 1008 and this reason."""
+
+
+async def _first_message_token(ws: WebSocket) -> str | None:
+    """A token sent as the first message (`{"token": ...}`): never in a URL, so never logged."""
     try:
         first = await asyncio.wait_for(ws.receive_text(), 10)
         message = orjson.loads(first)
@@ -48,6 +128,36 @@ async def _token(ws: WebSocket) -> str | None:
     return value if isinstance(value, str) else None
 
 
+async def authenticate(ws: WebSocket, api: ApiState) -> Principal:
+    """A ticket (`?ticket=`), an `Authorization` header, a viewer's `?token=` (unattended
+    wall displays), or a token as the first message (contract 7)."""
+    ticket = ws.query_params.get("ticket")
+    if ticket is not None:
+        principal = await redeem_ticket(api, ticket)
+        if principal is None:
+            raise SocketRefused("ticket unknown, used or expired")
+        return principal
+    header = ws.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if header:
+        principal = api.tokens.identify(value.strip() if scheme.lower() == "bearer" else None)
+        if principal is None:
+            raise SocketRefused("missing or wrong token")
+        return principal
+    token = ws.query_params.get("token")
+    if token is not None:
+        principal = api.tokens.identify(token)
+        if principal is None:
+            raise SocketRefused("missing or wrong token")
+        if principal.role != "viewer":
+            raise SocketRefused("only a viewer token may be put in a URL; use a ticket")
+        return principal
+    principal = api.tokens.identify(await _first_message_token(ws))
+    if principal is None:
+        raise SocketRefused("missing or wrong token")
+    return principal
+
+
 @router.websocket("/v1/ws/board")
 async def board_socket(ws: WebSocket) -> None:
     api: ApiState = ws.app.state.api
@@ -55,9 +165,10 @@ async def board_socket(ws: WebSocket) -> None:
     if not origin_allowed(ws.headers.get("origin"), ws.headers.get("host"), api.settings.origins()):
         await ws.close(code=POLICY_VIOLATION, reason="origin not allowed")
         return
-    principal = api.tokens.identify(await _token(ws))
-    if principal is None:
-        await ws.close(code=POLICY_VIOLATION, reason="missing or wrong token")
+    try:
+        principal = await authenticate(ws, api)
+    except SocketRefused as refused:
+        await ws.close(code=POLICY_VIOLATION, reason=refused.message)
         return
     client = api.fanout.connect()
     try:
