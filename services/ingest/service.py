@@ -154,14 +154,13 @@ class RateLimits:
     is one list push per event with no periodic sweep. (The in-process moving window
     copies every token's list on a timer thread up to a hundred times a second, which
     at thousands of events a second over many tokens costs more than the work itself.)
-    While Redis is unreachable the limit is not enforced, as duplicates are then left
-    to the monitor: losing telephony events is worse than a burst let through."""
+    While Redis is unreachable the limit is not enforced (and a warning logged): ingest
+    keeps taking events through an outage, as it does for duplicates."""
 
     def __init__(
         self, client: aioredis.Redis, url: str, prefix: str, rate: int, burst: int
     ) -> None:
         self.item = RateLimitItemPerSecond(rate * burst, burst)
-        self.rate = rate
         storage = RedisStorage(
             "async+" + url,
             implementation="redispy",
