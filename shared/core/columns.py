@@ -2,8 +2,9 @@
 
 Windows are then contiguous slices found by binary search, and per-queue sums are
 `bincount`s over a slice: one pass over the longest window serves every queue and
-every window. Late events are merged into place (only the tail after the earliest
-late `ts` is re-sorted), old events are dropped by moving the start offset.
+every window. A breakdown (by priority, channel or site) is the same sums over
+`queue * groups + key`. Late events are merged into place (only the tail after the
+earliest late `ts` is re-sorted), old events are dropped by moving the start offset.
 """
 
 from __future__ import annotations
@@ -13,24 +14,39 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-QUEUED, ANSWERED, ABANDONED, CALLBACK, OVERFLOWED, ENDED = range(6)
-KINDS = 6
+QUEUED, ANSWERED, ABANDONED, CALLBACK, OVERFLOWED, ENDED, CB_CONNECTED, CB_OTHER = range(8)
+KINDS = 8
+PRIORITIES = 4
+CHANNELS = ("voice", "chat", "email", "callback")
+DEFAULT_PRIORITY, DEFAULT_CHANNEL, UNKNOWN_SITE = 2, 0, 0  # contract 1: a call's defaults
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+_COLUMNS = ("ts", "queue", "kind", "wait", "handle", "seq", "prio", "chan", "site")
+Row = tuple[float, int, int, float, float, int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Params:
+    """Per-queue thresholds for one `totals` pass, each an array indexed by queue index."""
+
+    sl_threshold: F64  # shape (queues, PRIORITIES): contract 4's per-priority target
+    short_abandon: F64
+    callback_target: F64
 
 
 @dataclass(frozen=True)
 class Totals:
-    """Per-queue sums over a span of the log, each an array indexed by queue index."""
+    """Sums over a span of the log, each an array indexed by queue (or queue and key)."""
 
-    counts: I64  # shape (queues, KINDS)
-    within_target: I64  # answered with known wait <= the queue's SL threshold
+    counts: I64  # shape (rows, KINDS)
+    within_target: I64  # answered with known wait <= the call's SL threshold
     short_abandoned: I64  # abandoned with known wait <= the queue's short-abandon limit
     answered_known: I64  # answered with known wait
     wait_sum: F64  # sum of known waits of answered calls
     handle_sum: F64  # sum of talk + hold + wrap of ended calls
     exposure_sum: F64  # sum of known waits of every call that left the queue
+    callbacks_on_time: I64  # connected callbacks with known wait <= callback target
 
     def rows(self) -> TotalsRows:
         """The same sums as plain Python lists: per-queue reads without numpy scalars."""
@@ -42,7 +58,12 @@ class Totals:
             self.wait_sum.tolist(),
             self.handle_sum.tolist(),
             self.exposure_sum.tolist(),
+            self.callbacks_on_time.tolist(),
         )
+
+    def take(self, rows: I64) -> Totals:
+        """Only these rows (for the keys a breakdown has at all)."""
+        return Totals(*(getattr(self, f)[rows] for f in self.__dataclass_fields__))
 
     def __add__(self, other: Totals) -> Totals:
         return Totals(
@@ -53,6 +74,7 @@ class Totals:
             self.wait_sum + other.wait_sum,
             self.handle_sum + other.handle_sum,
             self.exposure_sum + other.exposure_sum,
+            self.callbacks_on_time + other.callbacks_on_time,
         )
 
 
@@ -65,10 +87,12 @@ class TotalsRows:
     wait_sum: list[float]
     handle_sum: list[float]
     exposure_sum: list[float]
+    callbacks_on_time: list[int]
 
 
 class EventLog:
-    """Columns ts, queue, kind, wait (NaN when unknown), handle, seq, sorted by ts."""
+    """Columns ts, queue, kind, wait (NaN when unknown), handle, seq and the call's
+    priority, channel and site (indices), sorted by ts."""
 
     def __init__(self, capacity: int = 1024) -> None:
         self._cap = capacity
@@ -78,32 +102,51 @@ class EventLog:
         self.wait = np.empty(capacity, np.float64)
         self.handle = np.empty(capacity, np.float64)
         self.seq = np.empty(capacity, np.int64)
+        self.prio = np.empty(capacity, np.int64)
+        self.chan = np.empty(capacity, np.int64)
+        self.site = np.empty(capacity, np.int64)
         self.start = 0
         self.end = 0
-        self._pending: list[tuple[float, int, int, float, float, int]] = []
+        self._pending: list[Row] = []
         self._next_seq = 0
 
     def __len__(self) -> int:
         return self.end - self.start + len(self._pending)
 
-    def append(self, ts: float, queue: int, kind: int, wait: float, handle: float) -> int:
-        """Buffer one event; returns its sequence number (for a later `set_wait`)."""
+    def append(
+        self,
+        ts: float,
+        queue: int,
+        kind: int,
+        wait: float,
+        handle: float,
+        attrs: tuple[int, int, int] = (DEFAULT_PRIORITY, DEFAULT_CHANNEL, UNKNOWN_SITE),
+    ) -> int:
+        """Buffer one event; returns its sequence number (for a later `resolve`)."""
         seq = self._next_seq
         self._next_seq += 1
-        self._pending.append((ts, queue, kind, wait, handle, seq))
+        self._pending.append((ts, queue, kind, wait, handle, seq, *attrs))
         return seq
 
-    def set_wait(self, ts: float, seq: int, wait: float) -> None:
-        """Fill in the wait of an event once its `call.queued` has arrived."""
+    def resolve(
+        self, ts: float, seq: int, wait: float | None, attrs: tuple[int, int, int] | None
+    ) -> None:
+        """Fill in an event's wait and its call's priority, channel and site (each unless
+        None) once the call's `call.queued` (or callback request) has arrived."""
         if self._pending and seq >= self._pending[0][5]:
             i = seq - self._pending[0][5]  # buffered rows carry consecutive sequence numbers
             row = self._pending[i]
-            self._pending[i] = (row[0], row[1], row[2], wait, row[4], seq)
+            w = row[3] if wait is None else wait
+            a = (row[6], row[7], row[8]) if attrs is None else attrs
+            self._pending[i] = (row[0], row[1], row[2], w, row[4], seq, *a)
             return
         lo = int(np.searchsorted(self.ts[self.start : self.end], ts, "left")) + self.start
         while lo < self.end and self.ts[lo] == ts:
             if self.seq[lo] == seq:
-                self.wait[lo] = wait
+                if wait is not None:
+                    self.wait[lo] = wait
+                if attrs is not None:
+                    self.prio[lo], self.chan[lo], self.site[lo] = attrs
                 return
             lo += 1
 
@@ -116,14 +159,11 @@ class EventLog:
         n = len(rows)
         self._reserve(n)
         cols = list(zip(*rows, strict=True))
-        new_ts = np.fromiter(cols[0], np.float64, n)
         lo, hi = self.end, self.end + n
-        self.ts[lo:hi] = new_ts
-        self.queue[lo:hi] = np.fromiter(cols[1], np.int64, n)
-        self.kind[lo:hi] = np.fromiter(cols[2], np.int64, n)
-        self.wait[lo:hi] = np.fromiter(cols[3], np.float64, n)
-        self.handle[lo:hi] = np.fromiter(cols[4], np.float64, n)
-        self.seq[lo:hi] = np.fromiter(cols[5], np.int64, n)
+        for name, values in zip(_COLUMNS, cols, strict=True):
+            column = getattr(self, name)
+            column[lo:hi] = np.fromiter(values, column.dtype, n)
+        new_ts = self.ts[lo:hi]
         earliest = float(new_ts.min())
         sorted_new = bool(np.all(new_ts[1:] >= new_ts[:-1]))
         in_order = sorted_new and (self.end == self.start or earliest >= self.ts[self.end - 1])
@@ -131,7 +171,8 @@ class EventLog:
         if not in_order:
             tail = int(np.searchsorted(self.ts[self.start : lo], earliest, "right")) + self.start
             order = np.argsort(self.ts[tail:hi], kind="stable") + tail
-            for col in (self.ts, self.queue, self.kind, self.wait, self.handle, self.seq):
+            for name in _COLUMNS:
+                col = getattr(self, name)
                 col[tail:hi] = col[order]
 
     def drop_before(self, cutoff: float) -> None:
@@ -146,30 +187,40 @@ class EventLog:
         return int(np.searchsorted(self.ts[self.start : self.end], ts, "right")) + self.start
 
     def totals(
-        self, lo: int, hi: int, queues: int, sl_threshold: F64, short_abandon: F64
+        self, lo: int, hi: int, queues: int, p: Params, key: str | None = None, groups: int = 1
     ) -> Totals:
-        """Per-queue sums over positions [lo, hi); thresholds are per queue index."""
+        """Sums over positions [lo, hi) per queue, or per (queue, key) with `key` one of
+        "prio", "chan", "site" and `groups` its number of values (row q * groups + key)."""
         q = self.queue[lo:hi]
         k = self.kind[lo:hi]
         w = self.wait[lo:hi]
-        counts = np.bincount(q * KINDS + k, minlength=queues * KINDS).reshape(queues, KINDS)
+        prio = self.prio[lo:hi]
+        rows = queues * groups
+        r = q if key is None else q * groups + getattr(self, key)[lo:hi]
+        counts = np.bincount(r * KINDS + k, minlength=rows * KINDS).reshape(rows, KINDS)
         answered = k == ANSWERED
         known = answered & ~np.isnan(w)
+        connected = k == CB_CONNECTED
         with np.errstate(invalid="ignore"):
-            within = answered & (w <= sl_threshold[q])
-            short = (k == ABANDONED) & (w <= short_abandon[q])
+            within = answered & (w <= p.sl_threshold[q, prio])
+            short = (k == ABANDONED) & (w <= p.short_abandon[q])
+            on_time = connected & (w <= p.callback_target[q])
         ended = k == ENDED
-        left = (k != QUEUED) & (k != ENDED) & ~np.isnan(w)
+        exposure: F64 = np.zeros(rows)
+        if key is None:  # the patience estimate is per queue only
+            left = (k != QUEUED) & (k != ENDED) & (k < CB_CONNECTED) & ~np.isnan(w)
+            exposure = np.bincount(r[left], weights=w[left], minlength=rows).astype(np.float64)
         return Totals(
             counts=counts.astype(np.int64),
-            within_target=np.bincount(q[within], minlength=queues).astype(np.int64),
-            short_abandoned=np.bincount(q[short], minlength=queues).astype(np.int64),
-            answered_known=np.bincount(q[known], minlength=queues).astype(np.int64),
-            wait_sum=np.bincount(q[known], weights=w[known], minlength=queues).astype(np.float64),
+            within_target=np.bincount(r[within], minlength=rows).astype(np.int64),
+            short_abandoned=np.bincount(r[short], minlength=rows).astype(np.int64),
+            answered_known=np.bincount(r[known], minlength=rows).astype(np.int64),
+            wait_sum=np.bincount(r[known], weights=w[known], minlength=rows).astype(np.float64),
             handle_sum=np.bincount(
-                q[ended], weights=self.handle[lo:hi][ended], minlength=queues
+                r[ended], weights=self.handle[lo:hi][ended], minlength=rows
             ).astype(np.float64),
-            exposure_sum=np.bincount(q[left], weights=w[left], minlength=queues).astype(np.float64),
+            exposure_sum=exposure.astype(np.float64),
+            callbacks_on_time=np.bincount(r[on_time], minlength=rows).astype(np.int64),
         )
 
     def _reserve(self, extra: int) -> None:
@@ -179,7 +230,7 @@ class EventLog:
         cap = max(self._cap, 1024)
         while live + extra > cap // 2:
             cap *= 2
-        for name in ("ts", "queue", "kind", "wait", "handle", "seq"):
+        for name in _COLUMNS:
             old = getattr(self, name)
             new = np.empty(cap, old.dtype)
             new[:live] = old[self.start : self.end]

@@ -1,7 +1,8 @@
 """The metric engine (contract 4): events in, per-queue numbers out, time passed in.
 
 Pure: no clock, no I/O. `add` takes validated events in any order and any number of
-times; `compute(now)` returns every number of contract section 4 for every queue.
+times; `compute(now)` returns every number of contract section 4 for every queue, with
+the primary window's breakdowns by site, priority and channel; `centre` sums them.
 `now` must not go backwards between calls (it never does, live or in replay).
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -17,10 +18,18 @@ from shared.core.columns import (
     ABANDONED,
     ANSWERED,
     CALLBACK,
+    CB_CONNECTED,
+    CB_OTHER,
+    CHANNELS,
+    DEFAULT_CHANNEL,
+    DEFAULT_PRIORITY,
     ENDED,
     OVERFLOWED,
+    PRIORITIES,
     QUEUED,
+    UNKNOWN_SITE,
     EventLog,
+    Params,
     Totals,
     TotalsRows,
 )
@@ -31,6 +40,7 @@ from shared.events import (
     AgentStateChanged,
     CallAbandoned,
     CallAnswered,
+    CallbackCompleted,
     CallbackRequested,
     CallEnded,
     CallEvent,
@@ -50,15 +60,26 @@ _TERMINAL = {
     "call.callback_requested": CALLBACK,
     "call.overflowed": OVERFLOWED,
 }
+_CHANNEL_INDEX = {name: i for i, name in enumerate(CHANNELS)}
+_PRIORITY_KEYS = tuple(str(p) for p in range(PRIORITIES))
+Attrs = tuple[int, int, int]  # a call's priority, channel and site index (contract 1)
+_DEFAULT_ATTRS: Attrs = (DEFAULT_PRIORITY, DEFAULT_CHANNEL, UNKNOWN_SITE)
 
 
 def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
+WINDOW_FIELDS = (
+    "arrivals", "answered", "answered_within_target", "short_abandoned", "abandoned",
+    "callbacks", "overflowed", "flowouts", "offered", "answer_rate", "answer_rate_live",
+    "abandon_rate", "asa_s", "aht_s", "callbacks_completed", "callback_rate",
+)  # fmt: skip
+
+
 @dataclass(frozen=True)
 class WindowMetrics:
-    """The windowed numbers of contract 4 for one queue and one window."""
+    """The windowed numbers of contract 4 for one queue (or key, or centre) and window."""
 
     arrivals: int
     answered: int
@@ -73,9 +94,73 @@ class WindowMetrics:
     abandon_rate: float | None
     asa_s: float | None
     aht_s: float | None
+    flowouts: int = 0
+    callbacks_completed: int = 0
+    callback_rate: float | None = None
+    # the sums behind the rates, so that figures of several queues add up (contract 4)
+    answered_known: int = 0
+    wait_sum: float = 0.0
+    ended: int = 0
+    handle_sum: float = 0.0
+    callbacks_closed: int = 0  # every call.callback_completed, whatever its outcome
+    callbacks_on_time: int = 0
+    over_target: int = 0  # the calls waiting over target that answer_rate_live counts
 
     def as_json(self) -> dict[str, int | float | None]:
-        return dict(self.__dict__)
+        """The contract's fields (not the sums behind them)."""
+        return {name: getattr(self, name) for name in WINDOW_FIELDS}
+
+    def __add__(self, o: WindowMetrics) -> WindowMetrics:
+        """The figures of both, rates recomputed from the sums."""
+        return _window(
+            self.arrivals + o.arrivals, self.answered + o.answered,
+            self.answered_within_target + o.answered_within_target,
+            self.short_abandoned + o.short_abandoned, self.abandoned + o.abandoned,
+            self.callbacks + o.callbacks, self.overflowed + o.overflowed,
+            self.offered + o.offered, self.callbacks_completed + o.callbacks_completed,
+            self.callbacks_closed + o.callbacks_closed,
+            self.callbacks_on_time + o.callbacks_on_time,
+            self.answered_known + o.answered_known, self.wait_sum + o.wait_sum,
+            self.ended + o.ended, self.handle_sum + o.handle_sum,
+            self.over_target + o.over_target,
+        )  # fmt: skip
+
+
+def _window(
+    arrivals: int, answered: int, within: int, short: int, abandoned: int, callbacks: int,
+    overflowed: int, offered: int, completed: int, closed: int, on_time: int, known: int,
+    wait_sum: float, ended: int, handle_sum: float, over: int,
+) -> WindowMetrics:  # fmt: skip
+    """contract 4: every rate of a window from its counts and sums."""
+    return WindowMetrics(
+        arrivals, answered, within, short, abandoned, callbacks, overflowed, offered,
+        _ratio(within, offered),  # contract 4: answer_rate
+        _ratio(within, offered + over),  # contract 4: answer_rate_live
+        _ratio(abandoned, offered),
+        wait_sum / known if known else None,
+        handle_sum / ended if ended else None,
+        callbacks + overflowed,  # contract 4: flowouts
+        completed,
+        _ratio(on_time, closed),  # contract 4: callback_rate
+        known, wait_sum, ended, handle_sum, closed, on_time, over,
+    )  # fmt: skip
+
+
+def _metrics(t: TotalsRows, i: int, over: int, miss: bool) -> WindowMetrics:
+    c = t.counts[i]
+    answered = c[ANSWERED]
+    short = t.short_abandoned[i]
+    abandoned = c[ABANDONED] - short
+    # contract 4: offered counts flow-outs as misses under sl_flowouts "miss"
+    offered = answered + abandoned + (c[CALLBACK] + c[OVERFLOWED] if miss else 0)
+    return _window(
+        c[QUEUED], answered, t.within_target[i], short, abandoned, c[CALLBACK], c[OVERFLOWED],
+        offered, c[CB_CONNECTED], c[CB_CONNECTED] + c[CB_OTHER], t.callbacks_on_time[i],
+        t.answered_known[i], t.wait_sum[i], c[ENDED], t.handle_sum[i], over,
+    )  # fmt: skip
+
+
+EMPTY_WINDOW = _window(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0)
 
 
 @dataclass(frozen=True)
@@ -88,6 +173,39 @@ class AgentCounts:
 
     def as_json(self) -> dict[str, int]:
         return dict(self.__dict__)
+
+
+def count_agents(agents: Iterable[Agent]) -> AgentCounts:
+    """contract 4: agents by state; `staffed` is all but offline."""
+    c = dict.fromkeys((*AGENT_STATES, "staffed"), 0)
+    for agent in agents:
+        if agent.state is not None and agent.state != "offline":
+            c["staffed"] += 1
+            c[agent.state] += 1
+    return AgentCounts(**c)
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """One key of a breakdown (contract 4): the primary window and point-in-time figures."""
+
+    window: WindowMetrics
+    waiting: int = 0
+    waiting_over_target: int = 0
+    longest_wait_s: float = 0.0
+    callbacks_pending: int = 0
+    oldest_callback_s: float = 0.0
+    agents: AgentCounts | None = None  # by site only: agents by their own site
+
+    def __add__(self, o: Breakdown) -> Breakdown:
+        return Breakdown(
+            self.window + o.window,
+            self.waiting + o.waiting,
+            self.waiting_over_target + o.waiting_over_target,
+            max(self.longest_wait_s, o.longest_wait_s),
+            self.callbacks_pending + o.callbacks_pending,
+            max(self.oldest_callback_s, o.oldest_callback_s),
+        )
 
 
 @dataclass(frozen=True)
@@ -108,11 +226,59 @@ class QueueStats:
     # contract 5, per window W of `surge_windows_s`: (arrivals in (now - W, now], arrivals
     # in the hour before that window, or None while this queue has not been seen that long)
     surge_counts: dict[int, tuple[int, int | None]] = field(default_factory=dict)
+    callbacks_pending: int = 0
+    oldest_callback_s: float = 0.0
+    callbacks_expired: int = 0
+    by_site: dict[str, Breakdown] = field(default_factory=dict)
+    by_priority: dict[str, Breakdown] = field(default_factory=dict)
+    by_channel: dict[str, Breakdown] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CentreStats:
+    """contract 4: the centre totals (`GET /v1/centre`) and the same per site."""
+
+    now: float
+    windows: dict[int, WindowMetrics]
+    totals: Breakdown  # the primary window(s) and point-in-time figures, agents once
+    by_site: dict[str, Breakdown]
+
+
+def centre(now: float, stats: Iterable[QueueStats], agents: Iterable[Agent]) -> CentreStats:
+    """Every queue's figures summed, rates recomputed from the sums; an agent counts once
+    however many of these queues it serves, in the centre and at its own site."""
+    windows: dict[int, WindowMetrics] = {}
+    total = Breakdown(EMPTY_WINDOW)
+    sites: dict[str, Breakdown] = {}
+    queue_ids: set[str] = set()
+    for st in stats:
+        queue_ids.add(st.queue_id)
+        for w, m in st.windows.items():
+            windows[w] = windows[w] + m if w in windows else m
+        total = total + Breakdown(
+            st.windows[st.settings.primary_window_s], st.waiting, st.waiting_over_target,
+            st.longest_wait_s, st.callbacks_pending, st.oldest_callback_s,
+        )  # fmt: skip
+        for site, b in st.by_site.items():
+            sites[site] = sites[site] + b if site in sites else b
+    serving = [a for a in agents if a.serving & queue_ids]
+    per_site: dict[str, list[Agent]] = {}
+    for a in serving:
+        per_site.setdefault(a.site or "unknown", []).append(a)
+    return CentreStats(
+        now=now,
+        windows=dict(sorted(windows.items())),
+        totals=Breakdown(**{**total.__dict__, "agents": count_agents(serving)}),
+        by_site={
+            site: Breakdown(**{**b.__dict__, "agents": count_agents(per_site.get(site, []))})
+            for site, b in sorted(sites.items())
+        },
+    )
 
 
 @dataclass
 class Agent:
-    """The latest known state and skills of one agent (latest by event time)."""
+    """The latest known state, skills and site of one agent (latest by event time)."""
 
     agent_id: str
     state: str | None = None
@@ -121,13 +287,33 @@ class Agent:
     skills: dict[str, int] = field(default_factory=dict)
     serving: frozenset[str] = frozenset()
     skills_ts: float = -math.inf
+    site: str | None = None  # contract 4: the site its own events name
+    site_ts: float = -math.inf
     pool: str = "regular"  # contract 1: who may call the agent in (section 6)
 
 
 @dataclass
 class _Open:
     queued_ts: float
+    attrs: Attrs
     closed_ts: float = math.inf
+
+
+@dataclass
+class _Callback:
+    requested_ts: float
+    attrs: Attrs
+    done_ts: float = math.inf
+
+
+class _Spot:
+    """Point-in-time figures of one breakdown key, accumulated call by call."""
+
+    __slots__ = ("earliest", "earliest_cb", "over", "pending", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting = self.over = self.pending = 0
+        self.earliest = self.earliest_cb = math.inf
 
 
 class Engine:
@@ -143,11 +329,19 @@ class Engine:
         self.log = EventLog()
         self.queue_ids: list[str] = []
         self._qindex: dict[str, int] = {}
+        self.site_ids: list[str] = ["unknown"]  # contract 4: calls of unknown site
+        self._sindex: dict[str, int] = {"unknown": UNKNOWN_SITE}
         self._seen: dict[tuple[str, str], float] = {}
-        self._queued_ts: dict[tuple[int, str], float] = {}
-        self._unresolved: dict[tuple[int, str], list[tuple[float, int]]] = {}
+        # per (queue, call): the earliest call.queued time and the call's attributes
+        self._calls: dict[tuple[int, str], tuple[float, Attrs]] = {}
+        # events waiting for their call.queued: (ts, seq, whether the wait is unknown)
+        self._unresolved: dict[tuple[int, str], list[tuple[float, int, bool]]] = {}
+        # callback completions waiting for their request (to derive their wait)
+        self._cb_unresolved: dict[tuple[int, str], list[tuple[float, int]]] = {}
         self._open: list[dict[str, _Open]] = []
         self._closed_early: list[dict[str, float]] = []
+        self._callbacks: list[dict[str, _Callback]] = []
+        self._cb_done_early: list[dict[str, float]] = []
         self.agents: dict[str, Agent] = {}
         self.horizon = -math.inf  # the latest `now` computed at; older events are cut off
         self.first_ts = math.inf  # the earliest event time observed
@@ -155,6 +349,7 @@ class Engine:
         self._first_seen: list[float] = []
         self._last_prune = -math.inf
         self.skipped_old = 0
+        self._params: dict[int, tuple[QueueSettings, tuple[float, ...]]] = {}
         self._retention = self.retention_s()
 
     # ---- input ---------------------------------------------------------------
@@ -175,7 +370,18 @@ class Engine:
             self.queue_ids.append(queue_id)
             self._open.append({})
             self._closed_early.append({})
+            self._callbacks.append({})
+            self._cb_done_early.append({})
             self._first_seen.append(math.inf)
+        return index
+
+    def site_index(self, site: str | None) -> int:
+        if site is None:
+            return UNKNOWN_SITE
+        index = self._sindex.get(site)
+        if index is None:
+            index = self._sindex[site] = len(self.site_ids)
+            self.site_ids.append(site)
         return index
 
     def add(self, event: CallEvent | AgentEvent) -> bool:
@@ -203,6 +409,8 @@ class Engine:
         agent = self.agents.get(event.agent_id)
         if agent is None:
             agent = self.agents[event.agent_id] = Agent(event.agent_id)
+        if event.site is not None and ts >= agent.site_ts:
+            agent.site, agent.site_ts = event.site, ts
         if isinstance(event, AgentStateChanged):
             if ts >= agent.state_ts:
                 agent.state, agent.reason, agent.state_ts = event.state, event.reason, ts
@@ -219,37 +427,52 @@ class Engine:
         if ts < self._first_seen[q]:
             self._first_seen[q] = ts
         if isinstance(event, CallQueued):
-            self._queued(q, event.call_id, ts)
-            self.log.append(ts, q, QUEUED, math.nan, math.nan)
+            attrs = (event.priority, _CHANNEL_INDEX[event.channel], self.site_index(event.site))
+            self.log.append(ts, q, QUEUED, math.nan, math.nan, attrs)
+            self._queued(q, event.call_id, ts, attrs)
             return
+        key = (q, event.call_id)
+        call = self._calls.get(key)
+        attrs = _DEFAULT_ATTRS if call is None else call[1]
         if isinstance(event, CallEnded):
             handle = event.talk_s + event.hold_s + event.wrap_s
-            self.log.append(ts, q, ENDED, math.nan, handle)
+            seq = self.log.append(ts, q, ENDED, math.nan, handle, attrs)
+            if call is None:
+                self._unresolved.setdefault(key, []).append((ts, seq, False))
+            return
+        if isinstance(event, CallbackCompleted):
+            self._callback_completed(q, event, ts, call)
             return
         if not isinstance(event, _TERMINAL_EVENTS):
             raise TypeError(f"not a call event: {event.type}")
         kind = _TERMINAL[event.type]
         wait = event.wait_s
-        queued = self._queued_ts.get((q, event.call_id))
-        if wait is None and queued is not None:
-            wait = max(0.0, ts - queued)  # contract 1: ts minus the call's call.queued
-        seq = self.log.append(ts, q, kind, math.nan if wait is None else wait, math.nan)
-        if wait is None:
-            self._unresolved.setdefault((q, event.call_id), []).append((ts, seq))
+        if wait is None and call is not None:
+            wait = max(0.0, ts - call[0])  # contract 1: ts minus the call's call.queued
+        seq = self.log.append(ts, q, kind, math.nan if wait is None else wait, math.nan, attrs)
+        if call is None:
+            self._unresolved.setdefault(key, []).append((ts, seq, wait is None))
         self._close(q, event.call_id, ts)
+        if kind == CALLBACK:
+            self._callback_requested(q, event.call_id, ts)
 
-    def _queued(self, q: int, call_id: str, ts: float) -> None:
+    def _queued(self, q: int, call_id: str, ts: float, attrs: Attrs) -> None:
         key = (q, call_id)
-        if key not in self._queued_ts or ts < self._queued_ts[key]:
-            self._queued_ts[key] = ts
-        for event_ts, seq in self._unresolved.pop(key, []):
-            self.log.set_wait(event_ts, seq, max(0.0, event_ts - ts))
+        known = self._calls.get(key)
+        if known is None or ts < known[0]:
+            self._calls[key] = (ts, attrs)
+        for event_ts, seq, unknown_wait in self._unresolved.pop(key, []):
+            wait = max(0.0, event_ts - ts) if unknown_wait else None
+            self.log.resolve(event_ts, seq, wait, attrs)
+        callback = self._callbacks[q].get(call_id)
+        if callback is not None and (known is None or ts < known[0]):
+            callback.attrs = attrs
         closed = self._closed_early[q].pop(call_id, math.inf)
         if closed <= self.horizon:
             return
         current = self._open[q].get(call_id)
         if current is None or ts < current.queued_ts:
-            self._open[q][call_id] = _Open(ts, closed)
+            self._open[q][call_id] = _Open(ts, attrs, closed)
 
     def _close(self, q: int, call_id: str, ts: float) -> None:
         entry = self._open[q].get(call_id)
@@ -261,6 +484,40 @@ class Engine:
         if entry.closed_ts <= self.horizon:
             del self._open[q][call_id]
 
+    def _callback_requested(self, q: int, call_id: str, ts: float) -> None:
+        """contract 4: a callback is owed from its request until its completion."""
+        done = self._cb_done_early[q].pop(call_id, math.inf)
+        entry = self._callbacks[q].get(call_id)
+        if entry is None:
+            call = self._calls.get((q, call_id))
+            attrs = _DEFAULT_ATTRS if call is None else call[1]
+            self._callbacks[q][call_id] = _Callback(ts, attrs, done)
+        else:
+            entry.requested_ts = min(entry.requested_ts, ts)
+        for done_ts, seq in self._cb_unresolved.pop((q, call_id), []):
+            self.log.resolve(done_ts, seq, max(0.0, done_ts - ts), None)
+
+    def _callback_completed(
+        self, q: int, event: CallbackCompleted, ts: float, call: tuple[float, Attrs] | None
+    ) -> None:
+        """contract 4: a callback made or given up; its wait runs from the request."""
+        kind = CB_CONNECTED if event.outcome == "connected" else CB_OTHER
+        entry = self._callbacks[q].get(event.call_id)
+        wait = event.wait_s
+        if wait is None and entry is not None:
+            wait = max(0.0, ts - entry.requested_ts)
+        attrs = _DEFAULT_ATTRS if call is None else call[1]
+        seq = self.log.append(ts, q, kind, math.nan if wait is None else wait, math.nan, attrs)
+        if call is None:
+            self._unresolved.setdefault((q, event.call_id), []).append((ts, seq, False))
+        if wait is None:
+            self._cb_unresolved.setdefault((q, event.call_id), []).append((ts, seq))
+        if entry is None:
+            early = self._cb_done_early[q].get(event.call_id, math.inf)
+            self._cb_done_early[q][event.call_id] = min(early, ts)
+        else:
+            entry.done_ts = min(entry.done_ts, ts)
+
     # ---- output --------------------------------------------------------------
 
     def compute(self, now: float) -> dict[str, QueueStats]:
@@ -270,10 +527,9 @@ class Engine:
         self.log.flush()
         nq = len(self.queue_ids)
         settings = [self.settings_for(q) for q in self.queue_ids]
-        sl = np.array([s.sl_threshold_s for s in settings], np.float64)
-        short = np.array([s.short_abandon_s for s in settings], np.float64)
+        params = self._param_arrays(settings)
         spans = sorted({w for s in settings for w in s.windows_s})
-        by_window = {w: t.rows() for w, t in self._window_totals(now, spans, nq, sl, short).items()}
+        by_window = {w: t.rows() for w, t in self._window_totals(now, spans, nq, params).items()}
         surge = self._arrivals_between(settings, now, lambda s: (now - s.surge_window_s, now))
         baseline = self._arrivals_between(
             settings,
@@ -281,27 +537,63 @@ class Engine:
             lambda s: (now - s.surge_window_s - BASELINE_S, now - s.surge_window_s),
         )
         surge_counts = self._surge_counts(settings, now)
-        agents = self._agent_counts()
+        agents, site_agents = self._agent_counts()
+        spots = [self._point_in_time(i, now, settings[i]) for i in range(nq)]
+        breakdowns = self._breakdowns(now, settings, params, spots, site_agents)
         out: dict[str, QueueStats] = {}
         for i, queue_id in enumerate(self.queue_ids):
             s = settings[i]
-            waiting, over, longest = self._waiting(i, now, s.sl_threshold_s)
+            total, _keys, expired = spots[i]
+            over = total.over
+            miss = s.sl_flowouts == "miss"
             covered = self._first_seen[i] <= now - s.surge_window_s - BASELINE_S
+            by_priority, by_channel, by_site = breakdowns[i]
             out[queue_id] = QueueStats(
                 queue_id=queue_id,
                 now=now,
-                windows={w: _metrics(by_window[w], i, over) for w in s.windows_s},
-                waiting=waiting,
+                windows={w: _metrics(by_window[w], i, over, miss) for w in s.windows_s},
+                waiting=total.waiting,
                 waiting_over_target=over,
-                longest_wait_s=longest,
+                longest_wait_s=(now - total.earliest) if total.waiting else 0.0,
                 agents=agents.get(queue_id, AgentCounts()),
                 surge_arrivals=surge[i],
                 baseline_arrivals=baseline[i] if covered else None,
                 settings=s,
                 patience_s=_patience(by_window[s.primary_window_s], i),
                 surge_counts=surge_counts[i],
+                callbacks_pending=total.pending,
+                oldest_callback_s=(now - total.earliest_cb) if total.pending else 0.0,
+                callbacks_expired=expired,
+                by_site=by_site,
+                by_priority=by_priority,
+                by_channel=by_channel,
             )
         return out
+
+    def centre(self, stats: dict[str, QueueStats]) -> CentreStats:
+        """contract 4: centre totals of these queues (see `centre`)."""
+        now = max((st.now for st in stats.values()), default=self.horizon)
+        return centre(now, stats.values(), self.agents.values())
+
+    def _param_arrays(self, settings: list[QueueSettings]) -> Params:
+        """Per-queue thresholds as arrays (each distinct settings object read once)."""
+        rows = []
+        for s in settings:
+            cached = self._params.get(id(s))
+            if cached is None or cached[0] is not s:
+                row = (
+                    *(s.threshold_for(p) for p in range(PRIORITIES)),
+                    s.short_abandon_s,
+                    s.callback_target_s,
+                )
+                cached = self._params[id(s)] = (s, row)
+            rows.append(cached[1])
+        table = np.array(rows, np.float64).reshape(len(settings), PRIORITIES + 2)
+        return Params(
+            sl_threshold=np.ascontiguousarray(table[:, :PRIORITIES]),
+            short_abandon=np.ascontiguousarray(table[:, PRIORITIES]),
+            callback_target=np.ascontiguousarray(table[:, PRIORITIES + 1]),
+        )
 
     def _surge_counts(
         self, settings: list[QueueSettings], now: float
@@ -317,16 +609,14 @@ class Engine:
                     out[i][w] = (recent[i], before[i] if seen else None)
         return out
 
-    def _window_totals(
-        self, now: float, spans: list[int], nq: int, sl: np.ndarray, short: np.ndarray
-    ) -> dict[int, Totals]:
+    def _window_totals(self, now: float, spans: list[int], nq: int, p: Params) -> dict[int, Totals]:
         """Totals for each window size, summed from disjoint slices (one pass in all)."""
         hi = self.log.index(now)
         out: dict[int, Totals] = {}
         running: Totals | None = None
         for w in spans:  # ascending: each window adds the slice beyond the previous one
             lo = self.log.index(now - w)
-            part = self.log.totals(lo, hi, nq, sl, short)
+            part = self.log.totals(lo, hi, nq, p)
             running = part if running is None else running + part
             out[w] = running
             hi = lo
@@ -351,32 +641,110 @@ class Engine:
                 out[i] = int(counts[i])
         return out
 
-    def _waiting(self, q: int, now: float, threshold: float) -> tuple[int, int, float]:
-        """Calls waiting at `now`, those waiting over the target, and the longest wait."""
+    def _point_in_time(
+        self, q: int, now: float, s: QueueSettings
+    ) -> tuple[_Spot, list[dict[int, _Spot]], int]:
+        """contract 4: waiting calls and callbacks owed at `now`, for the queue and for
+        each priority, channel and site; and the callbacks expired unserved."""
+        total = _Spot()
+        keys: list[dict[int, _Spot]] = [{}, {}, {}]
         open_calls = self._open[q]
-        waiting = over = 0
-        earliest = math.inf
-        for call_id in [c for c, e in open_calls.items() if e.closed_ts <= now]:
-            del open_calls[call_id]
-        for entry in open_calls.values():
-            if entry.queued_ts <= now:
-                waiting += 1
-                if now - entry.queued_ts > threshold:
-                    over += 1
-                earliest = min(earliest, entry.queued_ts)
-        return waiting, over, (now - earliest) if waiting else 0.0
+        if open_calls:
+            for call_id in [c for c, e in open_calls.items() if e.closed_ts <= now]:
+                del open_calls[call_id]
+            thresholds = [s.threshold_for(p) for p in range(PRIORITIES)]
+            for entry in open_calls.values():
+                if entry.queued_ts > now:
+                    continue
+                over = now - entry.queued_ts > thresholds[entry.attrs[0]]
+                for spot in _spots(total, keys, entry.attrs):
+                    spot.waiting += 1
+                    spot.over += over
+                    spot.earliest = min(spot.earliest, entry.queued_ts)
+        expired = 0
+        callbacks = self._callbacks[q]
+        if callbacks:
+            for call_id in [c for c, e in callbacks.items() if e.done_ts <= now]:
+                del callbacks[call_id]
+            for cb in callbacks.values():
+                if cb.requested_ts > now:
+                    continue
+                if now - cb.requested_ts > s.callback_expiry_s:
+                    expired += 1  # contract 4: callbacks_expired
+                    continue
+                for spot in _spots(total, keys, cb.attrs):
+                    spot.pending += 1
+                    spot.earliest_cb = min(spot.earliest_cb, cb.requested_ts)
+        return total, keys, expired
 
-    def _agent_counts(self) -> dict[str, AgentCounts]:
-        counts: dict[str, dict[str, int]] = {}
+    def _breakdowns(
+        self,
+        now: float,
+        settings: list[QueueSettings],
+        p: Params,
+        spots: list[tuple[_Spot, list[dict[int, _Spot]], int]],
+        site_agents: dict[str, dict[str, AgentCounts]],
+    ) -> list[tuple[dict[str, Breakdown], dict[str, Breakdown], dict[str, Breakdown]]]:
+        """contract 4: by_priority, by_channel and by_site of the primary window; a key
+        with no event in the window and nothing waiting or owed is left out."""
+        nq = len(settings)
+        out: list[tuple[dict[str, Breakdown], dict[str, Breakdown], dict[str, Breakdown]]] = [
+            ({}, {}, {}) for _ in range(nq)
+        ]
+        primaries: dict[int, list[int]] = {}
+        for i, s in enumerate(settings):
+            primaries.setdefault(s.primary_window_s, []).append(i)
+        names = (_PRIORITY_KEYS, CHANNELS, self.site_ids)
+        miss = [s.sl_flowouts == "miss" for s in settings]
+        hi = self.log.index(now)
+        for w, members in primaries.items():
+            mine = None if len(primaries) == 1 else set(members)
+            lo = self.log.index(now - w)
+            for dim, (column, groups) in enumerate(
+                (("prio", PRIORITIES), ("chan", len(CHANNELS)), ("site", len(self.site_ids)))
+            ):
+                totals = self.log.totals(lo, hi, nq, p, column, groups)
+                active = np.flatnonzero(totals.counts.any(axis=1))
+                rows = totals.take(active).rows()
+                for j, r in enumerate(active.tolist()):
+                    q, k = divmod(r, groups)
+                    if mine is not None and q not in mine:
+                        continue
+                    spot = spots[q][1][dim].get(k) or _Spot()
+                    window = _metrics(rows, j, spot.over, miss[q])
+                    out[q][dim][names[dim][k]] = _breakdown(now, window, spot)
+        for q, (_total, keys, _expired) in enumerate(spots):
+            for dim, by_key in enumerate(keys):
+                for k, spot in by_key.items():
+                    name = names[dim][k]
+                    if name not in out[q][dim]:
+                        window = replace(EMPTY_WINDOW, over_target=spot.over,
+                                         answer_rate_live=0.0 if spot.over else None)  # fmt: skip
+                        out[q][dim][name] = _breakdown(now, window, spot)
+        for q, queue_id in enumerate(self.queue_ids):
+            by_site = out[q][2]
+            if by_site:
+                agents = site_agents.get(queue_id, {})
+                for site, b in by_site.items():
+                    by_site[site] = replace(b, agents=agents.get(site, AgentCounts()))
+        return out
+
+    def _agent_counts(self) -> tuple[dict[str, AgentCounts], dict[str, dict[str, AgentCounts]]]:
+        """Agents by state per queue they serve, and per queue and the agent's own site."""
+        per_queue: dict[str, list[Agent]] = {}
         for agent in self.agents.values():
             if agent.state is None:
                 continue
             for queue_id in agent.serving:
-                c = counts.setdefault(queue_id, dict.fromkeys((*AGENT_STATES, "staffed"), 0))
-                if agent.state != "offline":
-                    c["staffed"] += 1
-                    c[agent.state] += 1
-        return {q: AgentCounts(**c) for q, c in counts.items()}
+                per_queue.setdefault(queue_id, []).append(agent)
+        counts = {q: count_agents(a) for q, a in per_queue.items()}
+        by_site: dict[str, dict[str, AgentCounts]] = {}
+        for queue_id, members in per_queue.items():
+            sites: dict[str, list[Agent]] = {}
+            for agent in members:
+                sites.setdefault(agent.site or "unknown", []).append(agent)
+            by_site[queue_id] = {site: count_agents(a) for site, a in sites.items()}
+        return counts, by_site
 
     # ---- memory --------------------------------------------------------------
 
@@ -388,13 +756,44 @@ class Engine:
         cutoff = now - self.retention_s()
         self.log.drop_before(cutoff)
         self._seen = {k: t for k, t in self._seen.items() if t > cutoff}
-        self._queued_ts = {k: t for k, t in self._queued_ts.items() if t > cutoff}
+        self._calls = {k: v for k, v in self._calls.items() if v[0] > cutoff}
         self._unresolved = {
-            k: v for k, v in self._unresolved.items() if any(t > cutoff for t, _ in v)
+            k: v for k, v in self._unresolved.items() if any(t > cutoff for t, _, _ in v)
         }
-        for q in range(len(self.queue_ids)):
+        self._cb_unresolved = {
+            k: v for k, v in self._cb_unresolved.items() if any(t > cutoff for t, _ in v)
+        }
+        for q, queue_id in enumerate(self.queue_ids):
             self._open[q] = {c: e for c, e in self._open[q].items() if e.queued_ts > cutoff}
             self._closed_early[q] = {c: t for c, t in self._closed_early[q].items() if t > cutoff}
+            self._cb_done_early[q] = {c: t for c, t in self._cb_done_early[q].items() if t > cutoff}
+            # an expired callback still counts in callbacks_expired for one more expiry span
+            keep = now - 2 * self.settings_for(queue_id).callback_expiry_s
+            self._callbacks[q] = {
+                c: e for c, e in self._callbacks[q].items() if e.requested_ts > keep
+            }
+
+
+def _spots(total: _Spot, keys: list[dict[int, _Spot]], attrs: Attrs) -> tuple[_Spot, ...]:
+    """The queue's spot and its priority, channel and site spots for a call."""
+    out = [total]
+    for by_key, k in zip(keys, attrs, strict=True):
+        spot = by_key.get(k)
+        if spot is None:
+            spot = by_key[k] = _Spot()
+        out.append(spot)
+    return tuple(out)
+
+
+def _breakdown(now: float, window: WindowMetrics, spot: _Spot) -> Breakdown:
+    return Breakdown(
+        window,
+        spot.waiting,
+        spot.over,
+        (now - spot.earliest) if spot.waiting else 0.0,
+        spot.pending,
+        (now - spot.earliest_cb) if spot.pending else 0.0,
+    )
 
 
 def _fixed(a: float, b: float) -> Callable[[QueueSettings], tuple[float, float]]:
@@ -405,29 +804,3 @@ def _fixed(a: float, b: float) -> Callable[[QueueSettings], tuple[float, float]]
 def _patience(t: TotalsRows, i: int) -> float | None:
     """Exponential patience: total time callers waited over the number who gave up."""
     return estimate_patience(t.counts[i][ABANDONED], t.exposure_sum[i])
-
-
-def _metrics(t: TotalsRows, i: int, waiting_over_target: int) -> WindowMetrics:
-    counts = t.counts[i]
-    answered = counts[ANSWERED]
-    short = t.short_abandoned[i]
-    abandoned = counts[ABANDONED] - short
-    offered = answered + abandoned
-    within = t.within_target[i]
-    known = t.answered_known[i]
-    ended = counts[ENDED]
-    return WindowMetrics(
-        arrivals=counts[QUEUED],
-        answered=answered,
-        answered_within_target=within,
-        short_abandoned=short,
-        abandoned=abandoned,
-        callbacks=counts[CALLBACK],
-        overflowed=counts[OVERFLOWED],
-        offered=offered,
-        answer_rate=_ratio(within, offered),
-        answer_rate_live=_ratio(within, offered + waiting_over_target),
-        abandon_rate=_ratio(abandoned, offered),
-        asa_s=t.wait_sum[i] / known if known else None,
-        aht_s=t.handle_sum[i] / ended if ended else None,
-    )

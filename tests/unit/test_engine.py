@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from services.monitor.replay import replay
-from shared.core.engine import Engine, QueueStats
+from shared.core.engine import Engine, QueueStats, WindowMetrics
 from shared.events import AgentEvent, CallEvent, parse_event
+from shared.queue_settings import QueueSettings
 from tests.conftest import T0, iso
 
 NOW = T0.timestamp()
@@ -97,9 +98,10 @@ def stats() -> dict[str, QueueStats]:
 WINDOWS = {
     # window: arrivals, answered, within, short, abandoned, callbacks, overflowed, offered,
     #         answer_rate, answer_rate_live, abandon_rate, asa_s, aht_s
-    300: (9, 4, 2, 1, 1, 1, 1, 5, 2 / 5, 2 / 6, 1 / 5, (50 + 1 + 20) / 3, 130.0),
-    900: (11, 5, 3, 1, 1, 1, 1, 6, 3 / 6, 3 / 7, 1 / 6, (20 + 50 + 1 + 20) / 4, 130.0),
-    3600: (11, 5, 3, 1, 1, 1, 1, 6, 3 / 6, 3 / 7, 1 / 6, (20 + 50 + 1 + 20) / 4, (130 + 200) / 2),
+    # offered = answered + abandoned + the callback c8 and the overflow c9 (sl_flowouts miss)
+    300: (9, 4, 2, 1, 1, 1, 1, 7, 2 / 7, 2 / 8, 1 / 7, (50 + 1 + 20) / 3, 130.0),
+    900: (11, 5, 3, 1, 1, 1, 1, 8, 3 / 8, 3 / 9, 1 / 8, (20 + 50 + 1 + 20) / 4, 130.0),
+    3600: (11, 5, 3, 1, 1, 1, 1, 8, 3 / 8, 3 / 9, 1 / 8, (20 + 50 + 1 + 20) / 4, (130 + 200) / 2),
 }
 
 
@@ -133,12 +135,16 @@ def test_point_in_time_numbers_by_hand(stats: dict[str, QueueStats]) -> None:
 
 
 def test_an_empty_queue_has_null_rates() -> None:
-    engine = Engine()
-    engine.add(call("overflowed", -10, "x", queue="quiet", to_queue_id="q"))
-    m = engine.compute(NOW)["quiet"].windows[300]
-    assert (m.offered, m.answer_rate, m.answer_rate_live, m.abandon_rate, m.asa_s, m.aht_s) == (
-        0, None, None, None, None, None,
-    )  # fmt: skip
+    exclude = QueueSettings(sl_flowouts="exclude")
+    for settings, want in [
+        (exclude, (0, None, None, None, None, None)),
+        (QueueSettings(), (1, 0.0, 0.0, 0.0, None, None)),  # the overflow is a miss
+    ]:
+        engine = Engine(lambda _q, s=settings: s)  # type: ignore[misc]
+        engine.add(call("overflowed", -10, "x", queue="quiet", to_queue_id="q"))
+        m = engine.compute(NOW)["quiet"].windows[300]
+        got = (m.offered, m.answer_rate, m.answer_rate_live, m.abandon_rate, m.asa_s, m.aht_s)
+        assert got == want
 
 
 def test_answered_call_stops_waiting_and_later_tick_moves_windows() -> None:
@@ -172,10 +178,12 @@ def test_pruning_keeps_every_number_the_same() -> None:
     pruned.prune(NOW)
     assert len(pruned.log) < len(full.log)
     a, b = pruned.compute(NOW)["q"], full.compute(NOW)["q"]
+
     # the lost call counts as waiting over target only where it is still remembered
-    assert {w: replace(m, answer_rate_live=None) for w, m in a.windows.items()} == {
-        w: replace(m, answer_rate_live=None) for w, m in b.windows.items()
-    }
+    def same(m: WindowMetrics) -> WindowMetrics:
+        return replace(m, answer_rate_live=None, over_target=0)
+
+    assert {w: same(m) for w, m in a.windows.items()} == {w: same(m) for w, m in b.windows.items()}
     assert (a.waiting, a.longest_wait_s) == (3, 60.0)  # the lost call is forgotten
     assert (b.waiting, b.longest_wait_s) == (4, 5000.0)
 
