@@ -126,15 +126,32 @@ class Credentials:
 
 @dataclass
 class InFlight:
-    """A bound on events being worked on at once: past it a request is refused at once
-    (429), so the events admitted finish well within the produce timeout."""
+    """A bound on events being worked on at once, so that those admitted finish well
+    within the produce timeout: a request waits at most `wait_s` for room (not a
+    queue that grows), then is refused (429) with nothing done."""
 
     limit: int
+    wait_s: float
     events: int = 0
+    freed: asyncio.Event = field(default_factory=asyncio.Event)
 
     def has_room(self, n: int) -> bool:
         # an idle process always takes one request, whatever its size
         return not self.events or self.events + n <= self.limit
+
+    async def room_for(self, n: int) -> bool:
+        """True once `n` events fit (take them at once, before any other await)."""
+        deadline = time.monotonic() + self.wait_s
+        while not self.has_room(n):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.freed.clear()
+            try:
+                await asyncio.wait_for(self.freed.wait(), remaining)
+            except TimeoutError:
+                return False
+        return True
 
     @contextmanager
     def hold(self, n: int) -> Iterator[None]:
@@ -143,6 +160,7 @@ class InFlight:
             yield
         finally:
             self.events -= n
+            self.freed.set()
 
 
 class RateLimits:
@@ -203,7 +221,7 @@ class IngestService:
         s = self.settings
         self.keys = Keys(s.topic_prefix)
         self.credentials = Credentials(s.tokens())
-        self.in_flight = InFlight(s.ingest_max_in_flight)
+        self.in_flight = InFlight(s.ingest_max_in_flight, s.ingest_admit_wait_s)
         self.rates = RateLimits(
             self.redis, s.redis_url, s.topic_prefix, s.ingest_rate_per_s, s.ingest_rate_burst
         )
@@ -237,7 +255,7 @@ class IngestService:
     async def accept(self, items: list[object], source: str) -> JsonResponse:
         """Admit (429 before any work), validate, drop duplicates, produce, answer."""
         n = len(items)
-        if not self.in_flight.has_room(n):
+        if not await self.in_flight.room_for(n):
             self.metrics.refused.labels("capacity").inc()
             busy = self.in_flight.events
             raise TooMany(f"ingest is at capacity ({busy} events in flight); nothing done", 1.0)

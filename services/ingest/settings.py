@@ -38,7 +38,10 @@ class IngestSettings(CommonSettings):
         10, ge=1, description="bursts of this many seconds' worth of events"
     )
     ingest_max_in_flight: int = Field(
-        10_000, ge=1, description="events being validated and produced at once; more is a 429"
+        20_000, ge=1, description="events being validated and produced at once; more is a 429"
+    )
+    ingest_admit_wait_s: float = Field(
+        0.5, ge=0, description="how long a request may wait for room before that 429"
     )
 
     twilio_auth_token: str = Field("", description="checks X-Twilio-Signature; empty: adapter off")
