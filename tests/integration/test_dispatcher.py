@@ -15,6 +15,9 @@ import pytest
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
+from services.api.actions import router as actions_router
+from services.api.app import create_app as create_api
+from services.api.settings import ApiSettings
 from services.dispatcher.app import create_app
 from services.dispatcher.settings import DispatcherSettings
 from shared.core.tiers import QueueAlertState
@@ -221,3 +224,55 @@ async def test_a_dead_endpoint_never_delays_planning(
         await asyncio.sleep(1.0)
         assert shell.ticks >= ticks + 3  # 0.2 s ticks go on
         assert len(shell.outbox) >= 1  # still trying to deliver
+
+
+async def test_a_lead_proposes_by_hand_then_undoes_through_the_api(
+    surge: tuple[DispatcherSettings, aioredis.Redis], stack: LocalStack, prefix: str
+) -> None:
+    """No alert: the lead asks for 5 cross-skilled agents for billing; sales lends its
+    three idle billing-skilled ones (0.3 of 10), then the lead undoes it: all three back."""
+    settings, redis = surge
+    api_settings = ApiSettings(
+        kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url, topic_prefix=prefix,
+        api_tokens="ann:lead:lead-secret,val:viewer:viewer-secret",
+    )  # fmt: skip
+    api = create_api(api_settings)
+    if not any(getattr(r, "path", "") == "/v1/actions/{action_id:path}/undo" for r in api.routes):
+        api.include_router(actions_router)  # until the API's composition root includes it
+    lead = {"Authorization": "Bearer lead-secret"}
+    dispatcher = create_app(settings)
+    async with serve(dispatcher), serve(api) as url, httpx.AsyncClient(base_url=url) as client:
+        shell = dispatcher.state.shell
+        deadline = time.monotonic() + 15
+        while not (shell.caught_up and shell.ticks > 0):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # the requests consumer starts at the log end
+        bad = await client.post(
+            "/v1/actions", json={"queue_id": "billing", "lever": "x"}, headers=lead
+        )
+        assert bad.status_code == 422
+        viewer = await client.post("/v1/actions", json={"queue_id": "billing", "lever": "standby"},
+                                   headers={"Authorization": "Bearer viewer-secret"})  # fmt: skip
+        assert viewer.status_code == 403
+        r = await client.post("/v1/actions", json={"queue_id": "billing", "lever": "cross_skill",
+                                                    "count": 5}, headers=lead)  # fmt: skip
+        assert r.status_code == 202 and r.json()["state"] == "requested"
+        assert await commands(stack, prefix, 3) == EXPECTED
+        [stored] = [
+            Action.model_validate_json(v)
+            for v in (await redis.hgetall(f"{prefix}actions")).values()
+        ]
+        assert (stored.kind, stored.state, stored.changed_by) == ("hand", "sent", "ann")
+        r = await client.post(f"/v1/actions/{stored.action_id}/undo", headers=lead)
+        assert r.status_code == 202
+        released = sorted(
+            (str(v["type"]), str(v["agent_id"]))
+            for _, v in await read_topic(stack.bootstrap, prefix + "commands", 6)
+            if v["type"] == "agent.release"
+        )
+        assert released == [("agent.release", a) for a in ("s0", "s1", "s2")]
+        again = await client.post(f"/v1/actions/{stored.action_id}/undo", headers=lead)
+        assert (again.status_code, again.json()) == (
+            409, {"error": f"action {stored.action_id!r} is reverted, not sent"},
+        )  # fmt: skip
