@@ -122,8 +122,10 @@ ALERTS = [
         "surge:hostile:1", "surge", HOSTILE_ALERT_QUEUE, 1, {"ratio": 1.3, "answer_rate_live": 0.5}
     ),
     alert("surge:sales:1", "surge", "sales", 3, {"ratio": 1.6, "answer_rate_live": 0.7}),
+    # billing is back above its 85% line: this alert is clearing, so it goes last
+    alert("sl:billing:1", "sl_breach", "billing", 0, {"answer_rate_live": 0.6}),
 ]
-CHIP_ORDER = ["surge:sales:1", "sl:sales:1", "surge:support:1", "surge:hostile:1"]
+CHIP_ORDER = ["surge:sales:1", "sl:sales:1", "surge:support:1", "surge:hostile:1", "sl:billing:1"]
 
 
 def action(agent: str, created: str, state: str, before: float, after: float) -> dict[str, Any]:

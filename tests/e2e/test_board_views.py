@@ -179,7 +179,11 @@ async def test_board_at_tv_4k_and_phone(stack: LocalStack, prefix: str, tmp_path
         assert "token" not in phone.url
         assert await texts(phone, "#tiles [data-queue]", "data-queue") == TILE_ORDER
         incidents = await texts(phone, "#incident [data-incident]", "data-incident")
-        assert incidents[:2] == ["sales", "support"]
+        assert incidents == ["sales", "billing", "support"]
+        assert (
+            "billing · answering 87% now, alert below 85% · back, clearing"
+            in await phone.inner_text('#incident [data-incident="billing"]')
+        )
         first_incident = await phone.eval_on_selector(
             "#incident", "n => n.getBoundingClientRect().top"
         )

@@ -231,18 +231,27 @@ const severity = a => a.kind === "sl_breach" ? 2.5 : (a.tier || 0);
 function sortedAlerts() {
   const rank = Object.fromEntries(shownQueues().map((q, i) => [q.queue_id, i]));
   return state.alerts.filter(a => a.state !== "cleared" && (!state.site || a.queue_id in rank))
-    .sort((a, b) => (!!a.acknowledged_by - !!b.acknowledged_by) || severity(b) - severity(a)
+    .sort((a, b) => (clearing(a) - clearing(b)) || (!!a.acknowledged_by - !!b.acknowledged_by) || severity(b) - severity(a)
                     || (rank[a.queue_id] ?? 1e9) - (rank[b.queue_id] ?? 1e9));
+}
+// an alert whose queue is already back (the monitor clears it after `clear_after_s`)
+function clearing(a) {
+  const q = state.queues[a.queue_id];
+  if (!q) return false;
+  if (a.kind === "surge") return tierOf(q) === 0;
+  const live = liveRate(q);
+  return !q.sl_breach || (num(live) && live >= settingsOf(a.queue_id).sl_alert_below);
 }
 function chipText(a) {
   const q = state.queues[a.queue_id];
   const live = q ? liveRate(q) : (a.numbers || {}).answer_rate_live;
+  const back = clearing(a) ? " · back, clearing" : "";
   if (a.kind === "surge") {
     const tier = q ? tierOf(q) || a.tier : a.tier;
     const ratio = q && q.surge ? q.surge.ratio : (a.numbers || {}).ratio;
-    return `${a.queue_id} · tier ${tier} · ${pct0(ratio)} of forecast · answering ${pct0(live)} now`;
+    return `${a.queue_id} · tier ${tier} · ${pct0(ratio)} of forecast · answering ${pct0(live)} now${back}`;
   }
-  return `${a.queue_id} · answering ${pct0(live)} now, alert below ${pct0(settingsOf(a.queue_id).sl_alert_below)}`;
+  return `${a.queue_id} · answering ${pct0(live)} now, alert below ${pct0(settingsOf(a.queue_id).sl_alert_below)}${back}`;
 }
 // buttons survive a re-render (the same node is moved), so a press that spans a tick still clicks
 let spare = new Map();
@@ -260,7 +269,7 @@ function ackButton(a, where) {
 function renderAlerts() {
   const box = $("alerts");
   const chips = sortedAlerts().map(a => el("span", {
-    class: `chip ${a.kind === "sl_breach" ? "breach" : ""} ${a.acknowledged_by ? "acked" : ""}`,
+    class: `chip ${a.kind === "sl_breach" && !clearing(a) ? "breach" : ""} ${a.acknowledged_by || clearing(a) ? "acked" : ""}`,
     data: { alert: a.alert_id, severity: severity(a) } },
     a.kind === "surge" ? tierBadge(a.tier || 0) : null,
     el("span", { data: { field: "chip" } }, chipText(a)),
