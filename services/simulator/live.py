@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,17 +12,20 @@ from typing import Any
 import httpx
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import Field
 
 from services.simulator.closed_loop import forecasts_for
 from services.simulator.scenario import load_scenario
-from services.simulator.sim import Simulator
-from shared.http import health_router
-from shared.kafka import new_consumer
+from services.simulator.sim import Command, Simulator
+from shared.consume import ConsumerLoop, DeadLetters, Poison
+from shared.kafka import ensure_topics, new_consumer, new_producer
+from shared.messages.commands import decode_command
+from shared.service import Running, build_app
 from shared.settings import CommonSettings, parse_pairs
-from shared.tasks import cancel_all, supervised
+from shared.tasks import TaskGroup
 
 log = logging.getLogger(__name__)
 
@@ -126,51 +127,54 @@ class LiveSimulator:
                 del self.backlog[: len(batch)]
             await asyncio.sleep(0.5)
 
-    async def obey(self, consumer: AIOKafkaConsumer) -> None:
-        """Carry out the dispatcher's commands as they arrive."""
-        topic = self.settings.topic("commands")
-        parts = [
-            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
-        ]
-        consumer.assign(parts)
-        await consumer.seek_to_end(*parts)
-        while True:
-            batches = await consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    try:
-                        command = orjson.loads(record.value)
-                        self.sim.apply(command)
-                    except (orjson.JSONDecodeError, KeyError, ValueError):
-                        log.warning("command not understood", extra={"offset": record.offset})
+    def obey(self, consumer: AIOKafkaConsumer, dlq: DeadLetters) -> ConsumerLoop[Command]:
+        """The dispatcher's commands, carried out as they arrive (the one consumer loop)."""
+        return ConsumerLoop(consumer, _decode_command, self._carry_out, dlq)
+
+    async def _carry_out(self, _record: ConsumerRecord, command: Command) -> None:
+        self.sim.apply(command)
+
+
+def _decode_command(value: bytes | None) -> Command:
+    try:
+        return decode_command(value or b"")
+    except ValueError as exc:
+        raise Poison(f"not a command: {exc}"[:2000]) from None
+
+
+async def _assign_at_end(consumer: AIOKafkaConsumer, topic: str) -> None:
+    parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    consumer.assign(parts)
+    await consumer.seek_to_end(*parts)
 
 
 def create_app(settings: SimulatorSettings | None = None) -> FastAPI:
+    """The live simulator: plays the scenario to ingest and obeys the commands topic."""
     settings = settings or SimulatorSettings()
     registry = CollectorRegistry()
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def start(app: FastAPI, tasks: TaskGroup) -> Running:
         live = LiveSimulator(settings, registry)
         app.state.live = live
         client = httpx.AsyncClient(timeout=10)
+        await ensure_topics(settings)
+        producer = new_producer(settings)
+        await producer.start()
         consumer = new_consumer(settings, group_id=None, auto_offset_reset="latest")
         await consumer.start()
-        tasks = [
-            supervised("sim-run", live.run(client)),
-            supervised("sim-obey", live.obey(consumer)),
-        ]
-        try:
-            yield
-        finally:
-            await cancel_all(tasks)
+        await _assign_at_end(consumer, settings.topic("commands"))
+        dlq = DeadLetters(producer, settings.topic("dlq"))
+        tasks.start("sim-run", live.run(client))
+        tasks.start("sim-obey", live.obey(consumer, dlq).run())
+
+        async def stop() -> None:
             await consumer.stop()
+            await producer.stop()
             await client.aclose()
 
-    app = FastAPI(title="floorwatch simulator", version="1", lifespan=lifespan)
+        async def ready() -> dict[str, bool]:
+            return {"running": True}
 
-    async def ready() -> dict[str, bool]:
-        return {"running": True}
+        return Running(stop, ready)
 
-    app.include_router(health_router(registry, ready))
-    return app
+    return build_app("floorwatch simulator", registry, start)
