@@ -111,3 +111,37 @@ async def test_tailer_follows_rotation_and_restarts(
     calls = [str(v["call_id"]) for _, v in records]
     assert calls == [f"call{n}" for n in range(1, 12)]  # each line once, in order
     assert orjson.loads(state.read_bytes())["offset"] == len(line(11))
+
+
+async def test_tailer_waits_out_a_rate_limit(
+    stack: LocalStack, prefix: str, tmp_path: Path
+) -> None:
+    """Ten events per five seconds for this token: the first ten lines go, the next two
+    are refused with 429 and its Retry-After, then sent once the window allows."""
+    settings = IngestSettings(
+        kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url, topic_prefix=prefix,
+        ingest_tokens="pbx:s3cret", ingest_produce_timeout_s=3.0, ingest_max_events=10,
+        ingest_rate_per_s=2, ingest_rate_burst=5, ingest_max_in_flight=10,
+    )  # fmt: skip
+    log, state = tmp_path / "queue_log", tmp_path / "tail.json"
+    log.write_bytes(lines(*range(1, 13)))
+    async with serve(create_app(settings)) as url:
+        sender = IngestSender(url, "s3cret")
+        tailer = Tailer(log, state, sender, max_lines=10)
+        try:
+            assert await asyncio.to_thread(tailer.step) == 10
+            with pytest.raises(Retry, match="^ingest answered 429") as refused:
+                await asyncio.to_thread(tailer.step)
+            assert refused.value.after_s >= 1
+            size = log.stat().st_size
+
+            def done() -> bool:
+                saved = load_position(state)
+                return saved is not None and saved.offset == size
+
+            await asyncio.wait_for(asyncio.to_thread(tailer.run, 0.05, done), 30)
+        finally:
+            tailer.close()
+            sender.close()
+    records = await read_topic(stack.bootstrap, prefix + "events", 12)
+    assert [str(v["call_id"]) for _, v in records] == [f"call{n}" for n in range(1, 13)]
