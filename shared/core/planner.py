@@ -389,8 +389,12 @@ class Planner:
         return ActivateAgent(command_id=f"{aid}:{i}", action_id=aid, agent_id=agent.agent_id,
                              queue_id=queue_id, pool=pool)  # fmt: skip
 
-    def _overflow_fits(self, floor: Floor, queue_id: str) -> bool:
-        """contract 6: the target keeps its own target with this queue's excess added."""
+    def _overflow_fits(self, floor: Floor, queue_id: str, keeping: bool = False) -> bool:
+        """contract 6: the target keeps its own target with this queue's excess added.
+
+        To start, the target must meet its target with one agent fewer (the room the
+        overflowed callers take); to keep going, it must not be in trouble itself (so
+        that overflow does not flap on and off from one tick to the next)."""
         s = floor.stats[queue_id].settings
         target = s.overflow_to or ""
         if target.startswith("site:"):
@@ -401,6 +405,8 @@ class Planner:
         t_state = floor.states.get(target, QueueAlertState())
         if t_state.tier > 0 or t_state.breach or live_below_target(t_stats):
             return False
+        if keeping:
+            return True
         return meets(
             project(t_stats, floor.have(target) - 1, floor.pending(target)), t_stats.settings
         )
@@ -418,7 +424,7 @@ class Planner:
         """Overflow stops as soon as its target would miss its own target."""
         if "overflow" not in self.routing.get(queue_id, set()):
             return []
-        if self._overflow_fits(floor, queue_id):
+        if self._overflow_fits(floor, queue_id, keeping=True):
             return []
         s = floor.stats[queue_id].settings
         return [self._set_overflow(queue_id, s, f"{aid}", 90, False)]
