@@ -11,9 +11,29 @@ import orjson
 from shared.runtime import tune_gc
 from shared.timefmt import parse_ts
 
+MAX_CONFIG_BYTES = 16 << 20  # --forecast and --settings files
+
+
+def _config(path_text: str | None, flag: str) -> object:
+    """The JSON of a --forecast or --settings file ({} when not given)."""
+    if path_text is None:
+        return {}
+    path = Path(path_text)
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"{flag} {path_text[:200]}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ValueError(f"{flag} {path_text[:200]}: larger than {MAX_CONFIG_BYTES} bytes")
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{flag} {path_text[:200]}: not JSON: {exc}") from None
+
 
 def _replay(args: argparse.Namespace) -> int:
-    from services.monitor.replay import replay
+    from services.monitor.replay import forecasts_from, queue_settings_from, replay_ticks
 
     try:
         at = parse_ts(args.at)
@@ -24,16 +44,25 @@ def _replay(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"{path}: no such file", file=sys.stderr)
         return 2
+    try:
+        forecasts = forecasts_from(_config(args.forecast, "--forecast"))
+        settings = queue_settings_from(_config(args.settings, "--settings"))
+    except ValueError as exc:
+        print(f"floorwatch replay: {exc}", file=sys.stderr)
+        return 2
     with path.open("rb") as f:
-        body, bad = replay(f, at)
-    for b in bad:
+        result = replay_ticks(f, at, args.tick_s, settings, forecasts)
+    for b in result.bad:
         print(f"{path}:{b.line}: skipped: {'; '.join(b.errors)}", file=sys.stderr)
+    body = result.body
+    if args.alerts:
+        body = {**body, "alerts": [r.as_json() for r in result.alerts]}
     sys.stdout.write(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() + "\n")
     return 0
 
 
 def _scenario(args: argparse.Namespace) -> int:
-    from services.simulator.closed_loop import run_scenario
+    from services.simulator.closed_loop import compare_table, plot, run_scenario
     from services.simulator.scenario import load_scenario
 
     try:
@@ -41,8 +70,15 @@ def _scenario(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"floorwatch scenario: {exc}", file=sys.stderr)
         return 2
-    result = run_scenario(scenario, args.seed, dispatch=args.dispatch == "on")
-    sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if args.compare:
+        off = run_scenario(scenario, args.seed, dispatch=False)
+        result = run_scenario(scenario, args.seed, dispatch=True)
+        sys.stdout.write(compare_table(off, result))
+    else:
+        result = run_scenario(scenario, args.seed, dispatch=args.dispatch == "on")
+        sys.stdout.write(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode() + "\n")
+    if args.plot:
+        plot(result, args.plot)
     return 0
 
 
@@ -72,6 +108,13 @@ def _tail_queue_log(args: argparse.Namespace) -> int:
     return tail_queue_log(Path(args.path), args.ingest, token, state, args.poll_s)
 
 
+def _tick_s(text: str) -> float:
+    value = float(text)
+    if not 0.1 <= value <= 60:
+        raise argparse.ArgumentTypeError("between 0.1 and 60 seconds")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="floorwatch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -88,12 +131,18 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("replay", help="print the queues at --at for a file of events")
     rp.add_argument("events", metavar="EVENTS.jsonl")
     rp.add_argument("--at", required=True, metavar="TS", help="RFC 3339 time with offset")
+    rp.add_argument("--forecast", metavar="FILE", help="PUT /v1/forecast bodies keyed by queue")
+    rp.add_argument("--settings", metavar="FILE", help="queue settings keyed by queue")
+    rp.add_argument("--tick-s", type=_tick_s, default=2.0, help="seconds between ticks (default 2)")
+    rp.add_argument("--alerts", action="store_true", help="also print the alert records at --at")
     rp.set_defaults(func=_replay)
 
     sc = sub.add_parser("scenario", help="run a named scenario in simulated time, print JSON")
-    sc.add_argument("name", metavar="NAME", help="steady, promo-night or hotline-launch")
+    sc.add_argument("name", metavar="NAME", help="a shipped scenario's name or a .json file")
     sc.add_argument("--dispatch", choices=["on", "off"], default="on")
     sc.add_argument("--seed", type=int, default=1)
+    sc.add_argument("--compare", action="store_true", help="dispatch off, then on: a table")
+    sc.add_argument("--plot", metavar="FILE.png", help="draw the run (the 'on' one with --compare)")
     sc.set_defaults(func=_scenario)
 
     tq = sub.add_parser("tail-queue-log", help="follow Asterisk's queue_log into ingest")

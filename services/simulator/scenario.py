@@ -15,6 +15,10 @@ One JSON file per scenario in `services/simulator/scenarios/`. The format:
     }
 
 `calls_per_min` is the forecast (normal) rate; the profile multiplies it over time.
+A queue has that forecast unless it says `"forecast": false`; it may then declare its
+expected rate in its settings (`"settings": {"expected_per_hour": 600}`, contract 5) or
+have neither, leaving the tiers to its own baseline hour. `floorwatch scenario` takes a
+shipped name or the path of a file of one's own (at most 1 MiB).
 `serving` defaults to the agent's first skill; `state` `not_ready` with reason `standby`
 makes a standby pool.
 """
@@ -23,11 +27,20 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-SCENARIOS = ("steady", "promo-night", "hotline-launch", "virtual-centre")
+SCENARIOS = (
+    "steady",
+    "promo-night",
+    "hotline-launch",
+    "virtual-centre",
+    "quiet-day",
+    "instant-step",
+)
+MAX_FILE_BYTES = 1 << 20
 
 
 class QueueSpec(BaseModel):
@@ -42,6 +55,7 @@ class QueueSpec(BaseModel):
     short_abandon_share: Annotated[float, Field(ge=0, le=1)] = 0.03
     callback_accept: Annotated[float, Field(ge=0, le=1)] = 0.6
     handle: Literal["lognormal", "exponential"] = "lognormal"
+    forecast: bool = True  # false: no forecast (a declared rate in settings, or neither)
     site: str | None = None  # the site its calls are queued at (contract 1)
     settings: dict[str, object] = {}  # the queue's own settings (contract 7), e.g. overflow_to
 
@@ -126,8 +140,20 @@ class Scenario(BaseModel):
 
 
 def load_scenario(name: str) -> Scenario:
-    """A shipped scenario by name."""
-    if name not in SCENARIOS:
-        raise ValueError(f"unknown scenario {name!r}: one of {', '.join(SCENARIOS)}")
-    text = resources.files("services.simulator").joinpath(f"scenarios/{name}.json").read_text()
-    return Scenario.model_validate(json.loads(text))
+    """A shipped scenario by name, or a scenario file by its path (contract 8)."""
+    if name in SCENARIOS:
+        text = resources.files("services.simulator").joinpath(f"scenarios/{name}.json").read_text()
+        return Scenario.model_validate(json.loads(text))
+    path = Path(name)
+    if path.suffix != ".json" and not path.is_file():
+        raise ValueError(
+            f"unknown scenario {name[:100]!r}: one of {', '.join(SCENARIOS)}, or a .json file"
+        )
+    try:
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"{name[:200]}: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{name[:200]}: larger than {MAX_FILE_BYTES} bytes")
+    return Scenario.model_validate(json.loads(data))

@@ -10,6 +10,7 @@ import math
 from datetime import timedelta
 from fractions import Fraction
 
+import orjson
 import pytest
 
 from shared.core.engine import AgentCounts, QueueStats, WindowMetrics
@@ -17,7 +18,7 @@ from shared.core.tiers import QueueAlertState, evidence, expected_for, poisson_t
 from shared.forecast import Forecast
 from shared.messages.alerts import AlertChange, AlertRecord, apply_change
 from shared.queue_settings import QueueSettings
-from tests.conftest import T0
+from tests.conftest import T0, iso
 
 NOW = T0.timestamp()
 ONE = QueueSettings(surge_windows_s=[300])  # one surge window, the primary one
@@ -131,6 +132,10 @@ def test_a_forecast_not_covering_the_window_falls_back() -> None:
     assert expected_for(30, st, late)[0] == pytest.approx(0.9)
     assert expected_for(300, st, late)[1] == "baseline"  # 720 an hour -> 60 per 300 s
     assert expected_for(300, st, late)[0] == pytest.approx(60.0)
+    # prorated: 150 s of 60 per 300 s and 150 s of 120 per 300 s, as Forecast.expected
+    two = Forecast(queue_id="q", start=T0 - timedelta(seconds=450), interval_s=300, arrivals=[60, 120])  # fmt: skip
+    assert expected_for(300, st, two) == (30.0 + 60.0, "forecast")
+    assert two.expected(NOW - 300, NOW) == 90.0
 
 
 # ---- evidence: ratio, p and the tier each window indicates -----------------------------
@@ -363,3 +368,43 @@ def test_records_keep_the_numbers_that_raised_them_and_the_numbers_now() -> None
         {"arrivals": 90},
         (),
     )
+
+
+# ---- replay, tick by tick ----------------------------------------------------------------
+
+
+def test_replay_reproduces_tiers_and_alerts_tick_by_tick() -> None:
+    from services.monitor.replay import forecasts_from, queue_settings_from, replay_ticks
+
+    # one call a second from T0+1 s; 6 expected per 30 s window (60 per 300 s)
+    lines = [
+        orjson.dumps(
+            {
+                "event_id": f"e{i}",
+                "type": "call.queued",
+                "ts": iso(i),
+                "call_id": f"c{i}",
+                "queue_id": "q",
+            }
+        )  # fmt: skip
+        for i in range(1, 31)
+    ]
+    forecasts = forecasts_from({"q": {"start": iso(-3600), "interval_s": 300, "arrivals": [60] * 24}})  # fmt: skip
+    settings = queue_settings_from({"q": {"surge_windows_s": [30]}})
+    got = replay_ticks([*lines, b"not json"], NOW + 40, 2.0, settings, forecasts)
+    assert [b.line for b in got.bad] == [31]
+    # ticks at T0+2, +4, ...: 18 calls by T0+18 is p = 5.7e-5 <= 1e-4 (16 by T0+16 is
+    # 5.1e-4): tier 3 (ratio 3) at T0+18
+    assert tail(18, 6) < 1e-4 < tail(16, 6)
+    assert [(c.transition, c.tier, c.at) for c in got.changes if c.kind == "surge"] == [
+        ("raised", 3, NOW + 18)
+    ]
+    queues: list[dict[str, dict[str, object]]] = got.body["queues"]  # type: ignore[assignment]
+    (snap,) = queues
+    assert snap["surge"]["since"] == "2026-11-11T20:00:18.000Z"
+    assert (snap["surge"]["tier"], snap["surge"]["arrivals"], snap["surge"]["window_s"]) == (3, 20, 30)  # fmt: skip
+    (record,) = [a for a in got.alerts if a.kind == "surge"]
+    assert (record.state, record.tier, record.raised_at) == ("active", 3, NOW + 18)
+    assert (record.raised_numbers or {})["arrivals"] == 18  # (T0-12, T0+18]
+    assert (record.numbers or {})["arrivals"] == 20  # now: (T0+10, T0+40]
+    assert record.updated_at == NOW + 40
