@@ -115,8 +115,13 @@ class Unstored:
 
     def add(self, out: TickOutput, snapshots: dict[str, bytes]) -> None:
         self.snapshots.update(snapshots)
-        self.states.update(c.queue_id for c in out.changes)
-        self.changes.extend(out.changes)
+        self.states.update(c.queue_id for c in [*out.changes, *out.updates])
+        # contract 5: the numbers now; only the latest `updated` of an alert is worth storing
+        fresh = {c.alert_id for c in out.updates}
+        self.changes = [
+            c for c in self.changes if c.transition != "updated" or c.alert_id not in fresh
+        ]
+        self.changes.extend([*out.changes, *out.updates])
         self.as_of = str(out.queues_json()["as_of"])
 
     @property
@@ -275,7 +280,7 @@ class MonitorShell:
             self.metrics.answer_rate.labels(queue_id).set(
                 rate if rate is not None else float("nan")
             )
-        for change in out.changes:
+        for change in [*out.changes, *out.updates]:
             await producer.send(
                 alerts_topic, change.model_dump_json().encode(), key=change.queue_id.encode()
             )
