@@ -43,6 +43,7 @@ def forecasts_for(scenario: Scenario, start: datetime) -> dict[str, Forecast]:
             arrivals=[q.calls_per_min * interval / 60.0] * count,
         )
         for q in scenario.queues
+        if q.forecast
     }
 
 
@@ -290,3 +291,84 @@ def _summary(actions: list[Action], t0: float, start: float, end: float) -> dict
         "actions_max_per_minute": max(per_minute.values(), default=0),
         "actions": len(actions),
     }
+
+
+def compare_table(off: dict[str, Any], on: dict[str, Any]) -> str:
+    """The same scenario and seed without and with the dispatcher, as a person reads it."""
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.1f}%"
+
+    lines = [
+        f"{on['scenario']}, seed {on['seed']}: dispatcher off -> on",
+        "answer rate = answered within target / offered; callbacks and overflows count as"
+        " not answered (sl_flowouts miss)",
+        "",
+        f"{'queue':<18}{'span':<16}{'answer rate':>22}{'abandoned':>22}",
+    ]
+    for queue_id, after in on["queues"].items():
+        before = off["queues"][queue_id]
+        for span in ("surge", "after", "run"):
+            a, b = before[span], after[span]
+            lines.append(
+                f"{queue_id:<18}{span:<16}"
+                f"{pct(a['answer_rate']):>10} -> {pct(b['answer_rate']):<8}"
+                f"{pct(a['abandon_rate']):>12} -> {pct(b['abandon_rate']):<8}"
+            )
+        lines.append(
+            f"{queue_id:<18}{'lowest 15 min':<16}"
+            f"{pct(before['min_answer_rate_15m']):>10} -> {pct(after['min_answer_rate_15m']):<8}"
+        )
+    summary = on["summary"]
+    firsts = [a["first_command_after_s"] for a in on["alerts"] if a["kind"] == "surge"]
+    firsts = [f for f in firsts if f is not None]
+    lines += [
+        "",
+        f"standby call-ins: {summary['standby_call_ins']} of {summary['standby_agents_called']}"
+        f" agents (at most {summary['standby_call_ins_max_per_agent']} each)",
+        f"plans during the surge and the hour after: {summary['plans_in_surge']};"
+        f" most actions in one minute: {summary['actions_max_per_minute']}",
+        "surge alert to first command: "
+        + (", ".join(f"{f:g} s" for f in firsts) if firsts else "no command"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def plot(result: dict[str, Any], path: str) -> None:
+    """Answer rate, waiting, arrivals against expected, and agents per queue over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(4, 1, figsize=(11, 11), sharex=True)
+    start, end = result["surge"]["start_s"] / 60, result["surge"]["end_s"] / 60
+    for i, (queue_id, rows) in enumerate(result["timeline"].items()):
+        colour = f"C{i}"
+        t = [r["t_s"] / 60 for r in rows]
+        rate = [r["answer_rate_live"] if r["answer_rate_live"] is not None else float("nan")
+                for r in rows]  # fmt: skip
+        axes[0].plot(t, rate, color=colour, label=queue_id)
+        axes[1].plot(t, [r["waiting"] for r in rows], color=colour)
+        axes[2].plot(t, [r["arrivals"] for r in rows], color=colour)
+        axes[2].plot(t, [r["expected"] for r in rows], color=colour, linestyle="--")
+        axes[3].plot(t, [r["staffed"] for r in rows], color=colour)
+        axes[3].plot(t, [r["borrowed"] for r in rows], color=colour, linestyle=":")
+    titles = [
+        "answer rate (live, 5 min)",
+        "calls waiting",
+        "arrivals a minute (dashed: expected)",
+        "agents staffed (dotted: borrowed)",
+    ]
+    for ax, title in zip(axes, titles, strict=True):
+        ax.axvspan(start, end, color="0.9", zorder=0)
+        ax.set_title(title, loc="left", fontsize=10)
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylim(0, 1.05)
+    axes[0].axhline(DEFAULT_QUEUE_SETTINGS.sl_target, color="0.4", linewidth=0.8)
+    axes[0].legend(loc="lower left", fontsize=8, ncol=3)
+    axes[3].set_xlabel("minutes (grey: the surge)")
+    fig.suptitle(f"{result['scenario']}, seed {result['seed']}, dispatcher {result['dispatch']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
