@@ -397,3 +397,21 @@ def test_measured_effect_fifteen_minutes_after_sending() -> None:
     assert measured is not None and measured.answer_rate == 0.82
     assert measured.projected == action.projected.answer_rate_after
     assert any(s.action.action_id == action.action_id for s in steps)
+
+
+def test_overflow_stays_on_until_its_target_is_in_trouble() -> None:
+    """On when sales meets its target with an agent fewer; kept while sales is not in
+    trouble, however tight; off at once when sales falls below its own target."""
+    planner = Planner()
+    own = SETTINGS.updated({"playbook": {"3": ["overflow"]}, "overflow_to": "sales"})
+    state = {"billing": QueueAlertState(tier=3)}
+    billing = queue("billing", BILLING, 0.6, settings=own)
+    on = planner.step(floor(state, billing=billing), auto)
+    assert brief(on[0].commands) == [("overflow", "sales", "True")]
+    tight = queue("sales", SUPPORT)  # needs 13, has 13: one fewer would not do
+    assert planner.step(floor(state, now=NOW + 2, billing=billing, sales=tight), auto) == []
+    trouble = queue("sales", SALES, live=0.8)
+    off = planner.step(floor(state, now=NOW + 4, billing=billing, sales=trouble), auto)
+    assert [brief(s.commands) for s in off if s.action.queue_id == "billing"] == [
+        [("overflow", "sales", "False")]
+    ]

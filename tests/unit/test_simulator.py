@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from services.simulator.closed_loop import min_rolling_answer_rate, span_metrics
 from services.simulator.scenario import ProfilePoint, QueueSpec, Scenario, load_scenario
 from services.simulator.sim import Simulator
 from shared.core.erlang import erlang_a
@@ -17,6 +18,7 @@ from shared.messages.commands import (
     SetCallback,
     SetOverflow,
 )
+from shared.queue_settings import QueueSettings
 
 CALLS_PER_MIN, TALK_S, PATIENCE_S, AGENTS = 6.0, 80.0, 60.0, 8  # 8 Erlangs on 8 agents
 
@@ -149,3 +151,45 @@ def test_overflow_sends_waiting_callers_on_after_the_delay() -> None:
     assert {e["call_id"] for e in flowed} <= queued_there
     assert not sim.apply(SetOverflow(command_id="p", action_id="a", queue_id="q",
                                      to_queue_id="nowhere", enabled=True))  # fmt: skip
+
+
+def ev(t: float, kind: str, **fields: Any) -> dict[str, Any]:
+    return {"_t": t, "type": kind, **fields}
+
+
+SPAN = [
+    ev(1, "call.queued"), ev(2, "call.answered", wait_s=10), ev(3, "call.answered", wait_s=31),
+    ev(4, "call.abandoned", wait_s=4), ev(5, "call.abandoned", wait_s=40),
+    ev(6, "call.callback_requested", wait_s=35), ev(7, "call.overflowed", wait_s=50),
+    ev(8, "call.callback_completed", outcome="connected", wait_s=600),
+    ev(9, "call.callback_completed", outcome="no_answer", wait_s=700),
+    ev(10, "call.ended", talk_s=100, hold_s=10, wrap_s=10),
+    ev(20, "call.answered", wait_s=0),  # outside (0, 10]
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("flowouts", "offered", "answer_rate"),
+    [("miss", 5, 1 / 5), ("exclude", 3, 1 / 3)],  # answered 2 + abandoned 1 (+ 2 flow-outs)
+)
+def test_scenario_spans_count_flowouts_as_the_queue_settings_say(
+    flowouts: str, offered: int, answer_rate: float
+) -> None:
+    s = QueueSettings(sl_flowouts=flowouts)  # type: ignore[arg-type]
+    m = span_metrics(SPAN, s, 0, 10)
+    assert (m["answered"], m["answered_within_target"], m["abandoned"], m["short_abandoned"]) == (
+        2, 1, 1, 1,
+    )  # fmt: skip
+    assert (m["callbacks"], m["overflowed"], m["flowouts"], m["offered"]) == (1, 1, 2, offered)
+    assert m["answer_rate"] == pytest.approx(answer_rate)
+    assert (m["callbacks_completed"], m["callback_rate"]) == (1, 0.5)  # 600 s <= 1800 s; of 2
+    assert (m["asa_s"], m["aht_s"]) == (20.5, 120.0)
+
+
+def test_the_lowest_fifteen_minutes_of_a_run() -> None:
+    """Minute ends 900 and 960: (0, 900] holds 2 hits of 2; (60, 960] 1 hit and 1 miss."""
+    events = [ev(30, "call.answered", wait_s=5), ev(600, "call.answered", wait_s=5),
+              ev(950, "call.abandoned", wait_s=60)]  # fmt: skip
+    assert min_rolling_answer_rate(events, QueueSettings(), 960) == 0.5
+    assert min_rolling_answer_rate(events, QueueSettings(), 900) == 1.0
+    assert min_rolling_answer_rate([], QueueSettings(), 960) is None
