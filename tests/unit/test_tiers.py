@@ -408,3 +408,13 @@ def test_replay_reproduces_tiers_and_alerts_tick_by_tick() -> None:
     assert (record.raised_numbers or {})["arrivals"] == 18  # (T0-12, T0+18]
     assert (record.numbers or {})["arrivals"] == 20  # now: (T0+10, T0+40]
     assert record.updated_at == NOW + 40
+
+
+def test_a_window_without_a_frozen_baseline_borrows_the_nearest() -> None:
+    # tier 1 entered when only the 300 s window's hour (600 calls) had been observed
+    state = QueueAlertState(tier=1, since=NOW, surge_id="s", frozen_per_hour={300: 600.0, 900: 1200.0})  # fmt: skip
+    s = QueueSettings(surge_windows_s=[30, 300, 900])
+    st = stats(0, {30: (12, 3000), 300: (90, 3000), 900: (400, 3000)}, s)
+    assert expected_for(30, st, None, state) == (5.0, "baseline")  # 600 an hour, for 30 s
+    assert expected_for(900, st, None, state) == (300.0, "baseline")  # its own, frozen
+    assert expected_for(30, st, None, QueueAlertState()) == (25.0, "baseline")  # not frozen
