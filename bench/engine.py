@@ -77,8 +77,11 @@ def events_per_s(count: int = 150_000) -> float:
     return len(data) / (time.perf_counter() - started)
 
 
-def filled_engine(queues: int, per_queue: int) -> Engine:
-    """An engine holding `per_queue` events for each queue, built without validation cost."""
+def filled_engine(queues: int, per_queue: int, mixed: bool = False) -> Engine:
+    """An engine holding `per_queue` events for each queue, built without validation cost.
+
+    `mixed`: calls of priorities 0-3, three channels and two sites (every breakdown key
+    busy) instead of priority 2, voice, no site (one key per breakdown)."""
     rng = random.Random(queues)
     engine = Engine()
     now = NOW.timestamp()
@@ -96,8 +99,9 @@ def filled_engine(queues: int, per_queue: int) -> Engine:
                     type="call.queued",
                     ts=ts,
                     source=None,
-                    priority=2,
-                    channel="voice",
+                    priority=rng.randrange(4) if mixed else 2,
+                    channel=rng.choice(("voice", "voice", "chat", "email")) if mixed else "voice",
+                    site=rng.choice(("north", "south")) if mixed else None,
                     **base,
                 )
             )

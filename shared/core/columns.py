@@ -194,33 +194,35 @@ class EventLog:
         q = self.queue[lo:hi]
         k = self.kind[lo:hi]
         w = self.wait[lo:hi]
-        prio = self.prio[lo:hi]
         rows = queues * groups
         r = q if key is None else q * groups + getattr(self, key)[lo:hi]
         counts = np.bincount(r * KINDS + k, minlength=rows * KINDS).reshape(rows, KINDS)
-        answered = k == ANSWERED
-        known = answered & ~np.isnan(w)
-        connected = k == CB_CONNECTED
+        # each condition on the events of its own kind only: a fraction of the slice
+        a = np.flatnonzero(k == ANSWERED)
+        wa, ra = w[a], r[a]
+        known = ~np.isnan(wa)
         with np.errstate(invalid="ignore"):
-            within = answered & (w <= p.sl_threshold[q, prio])
-            short = (k == ABANDONED) & (w <= p.short_abandon[q])
-            on_time = connected & (w <= p.callback_target[q])
-        ended = k == ENDED
+            within = wa <= p.sl_threshold[q[a], self.prio[lo:hi][a]]
+            b = np.flatnonzero(k == ABANDONED)
+            short = w[b] <= p.short_abandon[q[b]]
+            c = np.flatnonzero(k == CB_CONNECTED)
+            on_time = w[c] <= p.callback_target[q[c]]
+        e = np.flatnonzero(k == ENDED)
         exposure: F64 = np.zeros(rows)
         if key is None:  # the patience estimate is per queue only
             left = (k != QUEUED) & (k != ENDED) & (k < CB_CONNECTED) & ~np.isnan(w)
             exposure = np.bincount(r[left], weights=w[left], minlength=rows).astype(np.float64)
         return Totals(
             counts=counts.astype(np.int64),
-            within_target=np.bincount(r[within], minlength=rows).astype(np.int64),
-            short_abandoned=np.bincount(r[short], minlength=rows).astype(np.int64),
-            answered_known=np.bincount(r[known], minlength=rows).astype(np.int64),
-            wait_sum=np.bincount(r[known], weights=w[known], minlength=rows).astype(np.float64),
-            handle_sum=np.bincount(
-                r[ended], weights=self.handle[lo:hi][ended], minlength=rows
-            ).astype(np.float64),
-            exposure_sum=exposure.astype(np.float64),
-            callbacks_on_time=np.bincount(r[on_time], minlength=rows).astype(np.int64),
+            within_target=np.bincount(ra[within], minlength=rows).astype(np.int64),
+            short_abandoned=np.bincount(r[b][short], minlength=rows).astype(np.int64),
+            answered_known=np.bincount(ra[known], minlength=rows).astype(np.int64),
+            wait_sum=np.bincount(ra[known], weights=wa[known], minlength=rows).astype(np.float64),
+            handle_sum=np.bincount(r[e], weights=self.handle[lo:hi][e], minlength=rows).astype(
+                np.float64
+            ),
+            exposure_sum=exposure,
+            callbacks_on_time=np.bincount(r[c][on_time], minlength=rows).astype(np.int64),
         )
 
     def _reserve(self, extra: int) -> None:

@@ -77,7 +77,7 @@ WINDOW_FIELDS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WindowMetrics:
     """The windowed numbers of contract 4 for one queue (or key, or centre) and window."""
 
@@ -147,16 +147,27 @@ def _window(
 
 
 def _metrics(t: TotalsRows, i: int, over: int, miss: bool) -> WindowMetrics:
-    c = t.counts[i]
-    answered = c[ANSWERED]
+    """`_window` of row `i`, inlined: it runs for every queue, window and key each tick."""
+    arrivals, answered, abandoned, callbacks, overflowed, ended, connected, other = t.counts[i]
     short = t.short_abandoned[i]
-    abandoned = c[ABANDONED] - short
+    abandoned -= short
+    flowouts = callbacks + overflowed
     # contract 4: offered counts flow-outs as misses under sl_flowouts "miss"
-    offered = answered + abandoned + (c[CALLBACK] + c[OVERFLOWED] if miss else 0)
-    return _window(
-        c[QUEUED], answered, t.within_target[i], short, abandoned, c[CALLBACK], c[OVERFLOWED],
-        offered, c[CB_CONNECTED], c[CB_CONNECTED] + c[CB_OTHER], t.callbacks_on_time[i],
-        t.answered_known[i], t.wait_sum[i], c[ENDED], t.handle_sum[i], over,
+    offered = answered + abandoned + flowouts if miss else answered + abandoned
+    within = t.within_target[i]
+    known = t.answered_known[i]
+    closed = connected + other
+    on_time = t.callbacks_on_time[i]
+    live = offered + over
+    return WindowMetrics(
+        arrivals, answered, within, short, abandoned, callbacks, overflowed, offered,
+        within / offered if offered else None,
+        within / live if live else None,
+        abandoned / offered if offered else None,
+        t.wait_sum[i] / known if known else None,
+        t.handle_sum[i] / ended if ended else None,
+        flowouts, connected, on_time / closed if closed else None,
+        known, t.wait_sum[i], ended, t.handle_sum[i], closed, on_time, over,
     )  # fmt: skip
 
 
@@ -185,7 +196,7 @@ def count_agents(agents: Iterable[Agent]) -> AgentCounts:
     return AgentCounts(**c)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Breakdown:
     """One key of a breakdown (contract 4): the primary window and point-in-time figures."""
 
@@ -208,7 +219,7 @@ class Breakdown:
         )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     """Everything the engine knows of one queue at `now`."""
 
@@ -239,9 +250,11 @@ class CentreStats:
     """contract 4: the centre totals (`GET /v1/centre`) and the same per site."""
 
     now: float
-    windows: dict[int, WindowMetrics]
-    totals: Breakdown  # the primary window(s) and point-in-time figures, agents once
+    queues: int
+    windows: dict[int, WindowMetrics]  # each window size summed over the queues that have it
+    totals: Breakdown  # each queue's primary window and point-in-time figures, agents once
     by_site: dict[str, Breakdown]
+    callbacks_expired: int = 0
 
 
 def centre(now: float, stats: Iterable[QueueStats], agents: Iterable[Agent]) -> CentreStats:
@@ -251,8 +264,10 @@ def centre(now: float, stats: Iterable[QueueStats], agents: Iterable[Agent]) -> 
     total = Breakdown(EMPTY_WINDOW)
     sites: dict[str, Breakdown] = {}
     queue_ids: set[str] = set()
+    expired = 0
     for st in stats:
         queue_ids.add(st.queue_id)
+        expired += st.callbacks_expired
         for w, m in st.windows.items():
             windows[w] = windows[w] + m if w in windows else m
         total = total + Breakdown(
@@ -267,12 +282,14 @@ def centre(now: float, stats: Iterable[QueueStats], agents: Iterable[Agent]) -> 
         per_site.setdefault(a.site or "unknown", []).append(a)
     return CentreStats(
         now=now,
+        queues=len(queue_ids),
         windows=dict(sorted(windows.items())),
         totals=Breakdown(**{**total.__dict__, "agents": count_agents(serving)}),
         by_site={
             site: Breakdown(**{**b.__dict__, "agents": count_agents(per_site.get(site, []))})
             for site, b in sorted(sites.items())
         },
+        callbacks_expired=expired,
     )
 
 
@@ -314,6 +331,12 @@ class _Spot:
     def __init__(self) -> None:
         self.waiting = self.over = self.pending = 0
         self.earliest = self.earliest_cb = math.inf
+
+
+_NO_SPOT = _Spot()
+_NO_AGENTS = AgentCounts()
+_NONE: dict[str, AgentCounts] = {}
+_NOTHING: tuple[_Spot, list[dict[int, _Spot]], int] = (_NO_SPOT, [{}, {}, {}], 0)  # read only
 
 
 class Engine:
@@ -539,19 +562,24 @@ class Engine:
         surge_counts = self._surge_counts(settings, now)
         agents, site_agents = self._agent_counts()
         spots = [self._point_in_time(i, now, settings[i]) for i in range(nq)]
-        breakdowns = self._breakdowns(now, settings, params, spots, site_agents)
+        windows = [
+            {w: _metrics(by_window[w], i, spots[i][0].over, s.sl_flowouts == "miss")
+             for w in s.windows_s}
+            for i, s in enumerate(settings)
+        ]  # fmt: skip
+        primary = [windows[i][s.primary_window_s] for i, s in enumerate(settings)]
+        breakdowns = self._breakdowns(now, settings, params, spots, site_agents, primary)
         out: dict[str, QueueStats] = {}
         for i, queue_id in enumerate(self.queue_ids):
             s = settings[i]
             total, _keys, expired = spots[i]
             over = total.over
-            miss = s.sl_flowouts == "miss"
             covered = self._first_seen[i] <= now - s.surge_window_s - BASELINE_S
             by_priority, by_channel, by_site = breakdowns[i]
             out[queue_id] = QueueStats(
                 queue_id=queue_id,
                 now=now,
-                windows={w: _metrics(by_window[w], i, over, miss) for w in s.windows_s},
+                windows=windows[i],
                 waiting=total.waiting,
                 waiting_over_target=over,
                 longest_wait_s=(now - total.earliest) if total.waiting else 0.0,
@@ -603,10 +631,11 @@ class Engine:
         for w in sorted({w for s in settings for w in s.surge_windows_s}):
             recent = self._arrivals_between(settings, now, _fixed(now - w, now))
             before = self._arrivals_between(settings, now, _fixed(now - w - BASELINE_S, now - w))
+            cut = now - w - BASELINE_S
+            first = self._first_seen
             for i, s in enumerate(settings):
                 if w in s.surge_windows_s:
-                    seen = self._first_seen[i] <= now - w - BASELINE_S
-                    out[i][w] = (recent[i], before[i] if seen else None)
+                    out[i][w] = (recent[i], before[i] if first[i] <= cut else None)
         return out
 
     def _window_totals(self, now: float, spans: list[int], nq: int, p: Params) -> dict[int, Totals]:
@@ -636,9 +665,11 @@ class Engine:
         for (a, b), members in groups.items():
             lo, hi = self.log.index(a), self.log.index(b)
             mask = self.log.kind[lo:hi] == QUEUED
-            counts = np.bincount(self.log.queue[lo:hi][mask], minlength=len(settings))
+            counts = np.bincount(self.log.queue[lo:hi][mask], minlength=len(settings)).tolist()
+            if len(groups) == 1:
+                return counts  # type: ignore[no-any-return]  # tolist of int64: list[int]
             for i in members:
-                out[i] = int(counts[i])
+                out[i] = counts[i]
         return out
 
     def _point_in_time(
@@ -646,13 +677,16 @@ class Engine:
     ) -> tuple[_Spot, list[dict[int, _Spot]], int]:
         """contract 4: waiting calls and callbacks owed at `now`, for the queue and for
         each priority, channel and site; and the callbacks expired unserved."""
+        open_calls = self._open[q]
+        callbacks = self._callbacks[q]
+        if not open_calls and not callbacks:
+            return _NOTHING
         total = _Spot()
         keys: list[dict[int, _Spot]] = [{}, {}, {}]
-        open_calls = self._open[q]
         if open_calls:
             for call_id in [c for c, e in open_calls.items() if e.closed_ts <= now]:
                 del open_calls[call_id]
-            thresholds = [s.threshold_for(p) for p in range(PRIORITIES)]
+            thresholds = self._params[id(s)][1]  # the per-priority targets come first
             for entry in open_calls.values():
                 if entry.queued_ts > now:
                     continue
@@ -662,7 +696,6 @@ class Engine:
                     spot.over += over
                     spot.earliest = min(spot.earliest, entry.queued_ts)
         expired = 0
-        callbacks = self._callbacks[q]
         if callbacks:
             for call_id in [c for c, e in callbacks.items() if e.done_ts <= now]:
                 del callbacks[call_id]
@@ -684,9 +717,14 @@ class Engine:
         p: Params,
         spots: list[tuple[_Spot, list[dict[int, _Spot]], int]],
         site_agents: dict[str, dict[str, AgentCounts]],
+        primary: list[WindowMetrics],
     ) -> list[tuple[dict[str, Breakdown], dict[str, Breakdown], dict[str, Breakdown]]]:
         """contract 4: by_priority, by_channel and by_site of the primary window; a key
-        with no event in the window and nothing waiting or owed is left out."""
+        with no event in the window and nothing waiting or owed is left out.
+
+        A queue whose events, waiting calls and callbacks all have one key (one channel,
+        one site: the common case) has that key's figures equal to its own: they are
+        reused, not rebuilt."""
         nq = len(settings)
         out: list[tuple[dict[str, Breakdown], dict[str, Breakdown], dict[str, Breakdown]]] = [
             ({}, {}, {}) for _ in range(nq)
@@ -695,7 +733,9 @@ class Engine:
         for i, s in enumerate(settings):
             primaries.setdefault(s.primary_window_s, []).append(i)
         names = (_PRIORITY_KEYS, CHANNELS, self.site_ids)
+        ids = self.queue_ids
         miss = [s.sl_flowouts == "miss" for s in settings]
+        same: dict[int, Breakdown] = {}  # a queue's own figures as one key's (frozen: shared)
         hi = self.log.index(now)
         for w, members in primaries.items():
             mine = None if len(primaries) == 1 else set(members)
@@ -705,14 +745,36 @@ class Engine:
             ):
                 totals = self.log.totals(lo, hi, nq, p, column, groups)
                 active = np.flatnonzero(totals.counts.any(axis=1))
-                rows = totals.take(active).rows()
-                for j, r in enumerate(active.tolist()):
+                owner = active // groups
+                alone = np.bincount(owner, minlength=nq)[owner] == 1
+                rest: list[int] = []
+                for r in active[alone].tolist():
+                    q, k = divmod(r, groups)
+                    keys = spots[q][1][dim]
+                    if keys and (len(keys) > 1 or k not in keys):
+                        rest.append(r)
+                    elif mine is None or q in mine:
+                        name = names[dim][k]
+                        if dim == 2:
+                            at_site = site_agents.get(ids[q], _NONE).get(name, _NO_AGENTS)
+                            out[q][dim][name] = _breakdown(now, primary[q], spots[q][0], at_site)
+                            continue
+                        whole = same.get(q)
+                        if whole is None:
+                            whole = same[q] = _breakdown(now, primary[q], spots[q][0], None)
+                        out[q][dim][name] = whole
+                several = np.concatenate([active[~alone], np.array(rest, np.int64)])
+                rows = totals.take(several).rows()
+                for j, r in enumerate(several.tolist()):
                     q, k = divmod(r, groups)
                     if mine is not None and q not in mine:
                         continue
-                    spot = spots[q][1][dim].get(k) or _Spot()
+                    spot = spots[q][1][dim].get(k, _NO_SPOT)
                     window = _metrics(rows, j, spot.over, miss[q])
-                    out[q][dim][names[dim][k]] = _breakdown(now, window, spot)
+                    name = names[dim][k]
+                    out[q][dim][name] = _breakdown(
+                        now, window, spot, self._site(site_agents, dim, ids[q], name)
+                    )
         for q, (_total, keys, _expired) in enumerate(spots):
             for dim, by_key in enumerate(keys):
                 for k, spot in by_key.items():
@@ -720,14 +782,17 @@ class Engine:
                     if name not in out[q][dim]:
                         window = replace(EMPTY_WINDOW, over_target=spot.over,
                                          answer_rate_live=0.0 if spot.over else None)  # fmt: skip
-                        out[q][dim][name] = _breakdown(now, window, spot)
-        for q, queue_id in enumerate(self.queue_ids):
-            by_site = out[q][2]
-            if by_site:
-                agents = site_agents.get(queue_id, {})
-                for site, b in by_site.items():
-                    by_site[site] = replace(b, agents=agents.get(site, AgentCounts()))
+                        out[q][dim][name] = _breakdown(
+                            now, window, spot, self._site(site_agents, dim, ids[q], name)
+                        )
         return out
+
+    @staticmethod
+    def _site(
+        site_agents: dict[str, dict[str, AgentCounts]], dim: int, queue_id: str, name: str
+    ) -> AgentCounts | None:
+        """A by_site key's agents (contract 4: by their own site); None in other breakdowns."""
+        return site_agents.get(queue_id, _NONE).get(name, _NO_AGENTS) if dim == 2 else None
 
     def _agent_counts(self) -> tuple[dict[str, AgentCounts], dict[str, dict[str, AgentCounts]]]:
         """Agents by state per queue they serve, and per queue and the agent's own site."""
@@ -785,7 +850,9 @@ def _spots(total: _Spot, keys: list[dict[int, _Spot]], attrs: Attrs) -> tuple[_S
     return tuple(out)
 
 
-def _breakdown(now: float, window: WindowMetrics, spot: _Spot) -> Breakdown:
+def _breakdown(
+    now: float, window: WindowMetrics, spot: _Spot, agents: AgentCounts | None
+) -> Breakdown:
     return Breakdown(
         window,
         spot.waiting,
@@ -793,6 +860,7 @@ def _breakdown(now: float, window: WindowMetrics, spot: _Spot) -> Breakdown:
         (now - spot.earliest) if spot.waiting else 0.0,
         spot.pending,
         (now - spot.earliest_cb) if spot.pending else 0.0,
+        agents,
     )
 
 

@@ -5,24 +5,66 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shared.core.engine import Engine, QueueStats
+from shared.core.engine import (
+    AgentCounts,
+    Breakdown,
+    CentreStats,
+    Engine,
+    QueueStats,
+    WindowMetrics,
+)
 from shared.core.tiers import QueueAlertState, SurgeView, step
 from shared.forecast import Forecast
 from shared.messages.alerts import AlertChange
+from shared.messages.snapshots import Centre, Snapshot
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
 from shared.timefmt import iso_ms
 
 
-def snapshot_json(stats: QueueStats, surge: SurgeView, state: QueueAlertState) -> dict[str, object]:
+def _breakdown(b: Breakdown) -> dict[str, object]:
+    out: dict[str, object] = dict(b.window.as_json())
+    out["waiting"] = b.waiting
+    out["waiting_over_target"] = b.waiting_over_target
+    out["longest_wait_s"] = b.longest_wait_s
+    out["callbacks_pending"] = b.callbacks_pending
+    out["oldest_callback_s"] = b.oldest_callback_s
+    if b.agents is not None:
+        out["agents"] = b.agents.as_json()
+    return out
+
+
+def _windows(windows: dict[int, WindowMetrics]) -> dict[str, object]:
+    return {str(w): m.as_json() for w, m in windows.items()}
+
+
+def snapshot(stats: QueueStats, surge: SurgeView, state: QueueAlertState) -> Snapshot:
     """One queue's snapshot in the shape of `GET /v1/queues/{queue_id}` (contract 7)."""
+    return Snapshot.model_validate(snapshot_fields(stats, surge, state))
+
+
+def snapshot_json(stats: QueueStats, surge: SurgeView, state: QueueAlertState) -> dict[str, object]:
+    """The same snapshot as JSON-ready values."""
+    return snapshot(stats, surge, state).model_dump(mode="json")
+
+
+def snapshot_fields(
+    stats: QueueStats, surge: SurgeView, state: QueueAlertState
+) -> dict[str, object]:
+    """The values of a `Snapshot`, from the engine's and the tier machine's figures."""
     return {
         "queue_id": stats.queue_id,
-        "as_of": iso_ms(stats.now),
-        "windows": {str(w): m.as_json() for w, m in stats.windows.items()},
+        "as_of": stats.now,
+        "windows": _windows(stats.windows),
         "waiting": stats.waiting,
         "waiting_over_target": stats.waiting_over_target,
         "longest_wait_s": stats.longest_wait_s,
+        "callbacks_pending": stats.callbacks_pending,
+        "oldest_callback_s": stats.oldest_callback_s,
+        "callbacks_expired": stats.callbacks_expired,
         "agents": stats.agents.as_json(),
+        "by_site": {k: _breakdown(b) for k, b in stats.by_site.items()},
+        "by_priority": {k: _breakdown(b) for k, b in stats.by_priority.items()},
+        "by_channel": {k: _breakdown(b) for k, b in stats.by_channel.items()},
         "surge": {
             "ratio": surge.ratio,
             "expected": surge.expected,
@@ -37,13 +79,34 @@ def snapshot_json(stats: QueueStats, surge: SurgeView, state: QueueAlertState) -
     }
 
 
+def centre_snapshot(c: CentreStats) -> Centre:
+    """Centre totals in the shape of `GET /v1/centre` (contract 4 and 7)."""
+    return Centre.model_validate(
+        {
+            "as_of": c.now,
+            "queues": c.queues,
+            "windows": _windows(c.windows),
+            "primary": c.totals.window.as_json(),
+            "waiting": c.totals.waiting,
+            "waiting_over_target": c.totals.waiting_over_target,
+            "longest_wait_s": c.totals.longest_wait_s,
+            "callbacks_pending": c.totals.callbacks_pending,
+            "oldest_callback_s": c.totals.oldest_callback_s,
+            "callbacks_expired": c.callbacks_expired,
+            "agents": (c.totals.agents or AgentCounts()).as_json(),
+            "by_site": {k: _breakdown(b) for k, b in c.by_site.items()},
+        }
+    )
+
+
 @dataclass
 class TickOutput:
     as_of: float
-    snapshots: list[dict[str, object]]
+    snapshots: list[dict[str, object]]  # the `models` as JSON-ready values
     changes: list[AlertChange]
     stats: dict[str, QueueStats]
     updates: list[AlertChange] = field(default_factory=list)  # contract 5: the numbers now
+    models: list[Snapshot] = field(default_factory=list)
 
     def queues_json(self) -> dict[str, object]:
         """The body of `GET /v1/queues`."""
@@ -66,6 +129,10 @@ class Monitor:
     def settings_for(self, queue_id: str) -> QueueSettings:
         return self.settings.get(queue_id, DEFAULT_QUEUE_SETTINGS)
 
+    def centre(self, stats: dict[str, QueueStats]) -> Centre:
+        """contract 4: the centre totals of these queues (a tick's `stats`)."""
+        return centre_snapshot(self.engine.centre(stats))
+
     def tick(self, now: float, owns: Callable[[str], bool] | None = None) -> TickOutput:
         """Compute every queue at `now`, advance the tier machines, prune old state.
 
@@ -75,7 +142,7 @@ class Monitor:
         stats = self.engine.compute(now)
         if owns is not None:
             stats = {q: s for q, s in stats.items() if owns(q)}
-        snapshots: list[dict[str, object]] = []
+        models: list[Snapshot] = []
         changes: list[AlertChange] = []
         updates: list[AlertChange] = []
         for queue_id in sorted(stats):
@@ -87,6 +154,7 @@ class Monitor:
             self.states[queue_id] = result.state
             changes.extend(result.changes)
             updates.extend(result.updates)
-            snapshots.append(snapshot_json(stats[queue_id], result.surge, result.state))
+            models.append(snapshot(stats[queue_id], result.surge, result.state))
         self.engine.prune(now)
-        return TickOutput(now, snapshots, changes, stats, updates)
+        snapshots = [m.model_dump(mode="json") for m in models]
+        return TickOutput(now, snapshots, changes, stats, updates, models)
