@@ -8,6 +8,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from playwright.async_api import Browser, Page
 
@@ -240,3 +241,32 @@ async def test_board_at_tv_4k_and_phone(stack: LocalStack, prefix: str, tmp_path
             "sales · answering 8% now, alert below 85%",
         ]
         assert await field(tv, "sales", "answer_rate") == "10.0%"
+
+
+async def test_two_dozen_queues_fit_a_tv_also_when_the_stale_banner_shows(
+    stack: LocalStack, prefix: str
+) -> None:
+    # queue i: 60 + i of 100 within target, i waiting, tier i % 4: all below the 85%
+    # line, so the higher tier first, then the lower rate; queue-00, with nobody
+    # waiting, is recovering (amber) and last
+    redis = aioredis.Redis.from_url(stack.redis_url)
+    for i in range(24):
+        snap = snapshot(
+            f"queue-{i:02d}", offered=100, within=60 + i, live=(60 + i) / 100, waiting=i,
+            over=i // 2, longest=10.0 * i, tier=i % 4, ratio=1 + i / 10,
+        )  # fmt: skip
+        await redis.hset(f"{prefix}snapshots", snap["queue_id"], orjson.dumps(snap))
+    await redis.aclose()
+    expected = [f"queue-{i:02d}" for t in (3, 2, 1, 0) for i in range(24) if i % 4 == t and i]
+    async with api_server(stack, prefix, tick_s=0.5) as url, chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1920, "height": 1080})
+        await page.goto(f"{url}/?token=board-viewer")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('#tiles [data-queue]').length === 24"
+        )
+        assert await texts(page, "#tiles [data-queue]", "data-queue") == [*expected, "queue-00"]
+        assert await page.evaluate(OFF_SCREEN, False) == []
+        # no tick comes: after three ticks' time the banner shows and the tiles make room
+        await page.wait_for_selector("#stale", state="visible", timeout=5_000)
+        await page.wait_for_timeout(200)
+        assert await page.evaluate(OFF_SCREEN, False) == []

@@ -404,9 +404,18 @@ function layout(n) {
     return ![...main.children].some(t => t.scrollHeight > t.clientHeight + 1 || t.scrollWidth > t.clientWidth + 1)
       && ![...main.querySelectorAll(".figs b, .rate")].some(b => b.scrollWidth > b.clientWidth + 1);
   };
-  let lo = 6, hi = Math.max(12, 2 * bestScore);
-  for (let i = 0; i < 9; i++) { const mid = (lo + hi) / 2; if (fits(mid)) lo = mid; else hi = mid; }
-  fits(lo);
+  const largest = () => {
+    let lo = 6, hi = Math.max(12, 2 * bestScore);
+    for (let i = 0; i < 9; i++) { const mid = (lo + hi) / 2; if (fits(mid)) lo = mid; else hi = mid; }
+    return lo;
+  };
+  main.classList.remove("compact");
+  let size = largest();
+  if (size < 13) {  // many queues: drop the explanations (the headline's label stays) for larger type
+    main.classList.add("compact");
+    size = largest();
+  }
+  fits(size);
 }
 
 function renderSites() {
@@ -426,10 +435,10 @@ function render() {
   const queues = shownQueues(), moved = moves();
   renderSites();
   renderTotals(queues);
+  renderAlerts();
+  renderActions();  // before the tiles: the space left for them is known only then
   $("tiles").replaceChildren(...queues.map(q => tile(q, moved)));
   layout(queues.length);
-  renderAlerts();
-  renderActions();
 }
 
 // ---- the API
@@ -542,8 +551,11 @@ function askToken() {
 setInterval(() => {
   $("clock").textContent = hhmmss(new Date());
   const age = (Date.now() - state.lastTick) / 1000;
-  const stale = state.lastTick && age > 3 * state.tickS;
-  $("stale").classList.toggle("on", !!stale);
+  const stale = !!state.lastTick && age > 3 * state.tickS;
+  if (stale !== $("stale").classList.contains("on")) {
+    $("stale").classList.toggle("on", stale);
+    render();  // the banner takes room from the tiles
+  }
   $("stale-age").textContent = Math.round(age) + " s";
 }, 500);
 $("clock").textContent = hhmmss(new Date());
