@@ -311,34 +311,47 @@ async def test_asterisk_queue_log_lines_become_events(stack: LocalStack, prefix:
 async def asterisk_lines_become_events(
     ingest: httpx.AsyncClient, stack: LocalStack, prefix: str
 ) -> None:
+    # the adapter's items (services/ingest/asterisk.py): a connect and a completion also
+    # give the agent's state, and a connect the agent's skill in that queue
     r = await ingest.post("/v1/adapters/asterisk/queue_log", content=QUEUE_LOG, headers=AUTH)
     assert r.status_code == 202
     assert r.json() == {
-        "accepted": 5,
+        "accepted": 8,
         "duplicates": 0,
         "rejected": [
             {
-                "index": 6,
+                "index": 8,
                 "event_id": None,
-                "errors": ["expected epoch|callid|queue|agent|event|data... (at least 5 fields)"],
+                "errors": [
+                    "line 7: expected epoch|callid|queue|agent|event|data... (at least 5 fields)"
+                ],
             },
-            {"index": 7, "event_id": None, "errors": ["ABANDON: waittime 'soon' is not a number"]},
+            {
+                "index": 9,
+                "event_id": None,
+                "errors": ["line 8: ABANDON: waittime 'soon' is not a number"],
+            },
         ],
     }
     calls = await read_topic(stack.bootstrap, prefix + "events", 4)
     got = sorted((v["type"], v.get("wait_s"), v.get("talk_s"), v.get("agent_id")) for _, v in calls)
     assert got == [
         ("call.abandoned", 25.0, None, None),
-        ("call.answered", 12.0, None, "agent7"),
-        ("call.ended", None, 188.0, "agent7"),
+        ("call.answered", 12.0, None, "PJSIP/agent7"),
+        ("call.ended", None, 188.0, "PJSIP/agent7"),
         ("call.queued", None, None, None),
     ]
-    agents = await read_topic(stack.bootstrap, prefix + "agents", 1)
-    assert [(v["agent_id"], v["state"], v["reason"], v["ts"]) for _, v in agents] == [
-        ("agent7", "not_ready", "lunch", "2025-11-11T20:03:22Z")
+    agents = await read_topic(stack.bootstrap, prefix + "agents", 4)
+    assert sorted(
+        (str(v["ts"]), v["type"], v.get("state"), v.get("reason")) for _, v in agents
+    ) == [
+        ("2025-11-11T20:00:12Z", "agent.skills", None, None),
+        ("2025-11-11T20:00:12Z", "agent.state", "busy", None),
+        ("2025-11-11T20:03:20Z", "agent.state", "available", None),
+        ("2025-11-11T20:03:22Z", "agent.state", "not_ready", "lunch"),
     ]
     again = await ingest.post("/v1/adapters/asterisk/queue_log", content=QUEUE_LOG, headers=AUTH)
-    assert again.json()["duplicates"] == 5
+    assert again.json()["duplicates"] == 8
 
 
 async def test_twilio_taskrouter_callbacks_are_signed(stack: LocalStack, prefix: str) -> None:
@@ -369,7 +382,7 @@ async def test_twilio_taskrouter_callbacks_are_signed(stack: LocalStack, prefix:
     (record,) = await read_topic(stack.bootstrap, prefix + "events", 1)
     assert record[1] == {
         "event_id": "tr:EV1", "type": "call.answered", "ts": "2025-11-11T20:00:12Z", "call_id": "WT1",
-        "queue_id": "billing", "agent_id": "ann", "wait_s": 14.0, "source": "twilio",
+        "queue_id": "billing", "agent_id": "ann", "source": "twilio",
     }  # fmt: skip
 
 
