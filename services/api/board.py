@@ -18,7 +18,7 @@ from fastapi import APIRouter, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import HTMLResponse, Response
 
 from services.api.auth import Principal
-from services.api.fanout import Client
+from services.api.fanout import Client, Fanout
 from services.api.state import ApiState
 from shared.errors import FloorwatchError, NotFound
 from shared.http import JsonResponse, bearer_token, json_response
@@ -158,6 +158,60 @@ async def authenticate(ws: WebSocket, api: ApiState) -> Principal:
     return principal
 
 
+class Scope:
+    """What one board client is sent: everything, or a scoped token's own queues, with
+    only its own sites in their `by_site` (contract 7)."""
+
+    def __init__(self, principal: Principal, fanout: Fanout) -> None:
+        self.principal = principal
+        self.fanout = fanout
+
+    def _sites(self, queue_id: str) -> list[str]:
+        latest = self.fanout.latest.get(queue_id) or {}
+        return list(latest.get("by_site") or {})
+
+    def sees(self, queue_id: object) -> bool:
+        return isinstance(queue_id, str) and self.principal.sees(queue_id, self._sites(queue_id))
+
+    def snapshots(self, snaps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for snap in snaps:
+            by_site = snap.get("by_site") or {}
+            if not self.principal.sees(str(snap["queue_id"]), list(by_site)):
+                continue
+            if self.principal.sites and by_site:
+                own = {k: v for k, v in by_site.items() if k in self.principal.sites}
+                snap = {**snap, "by_site": own}
+            out.append(snap)
+        return out
+
+    def welcome(self, welcome: dict[str, Any]) -> dict[str, Any]:
+        if not self.principal.scoped:
+            return welcome
+        queues = self.snapshots(welcome["queues"])
+        shown = {q["queue_id"] for q in queues}
+        return {
+            **welcome,
+            "queues": queues,
+            "history": {q: h for q, h in welcome.get("history", {}).items() if q in shown},
+            "alerts": [a for a in welcome["alerts"] if self.sees(a.get("queue_id"))],
+            "actions": [a for a in welcome["actions"] if self.sees(a.get("queue_id"))],
+        }
+
+    def message(self, data: bytes) -> bytes | None:
+        """The message as this client may see it; None when it may see none of it."""
+        if not self.principal.scoped:
+            return data
+        message = orjson.loads(data)
+        kind = message.get("type")
+        if kind == "tick":  # sent even when empty: it says the feed is alive
+            return orjson.dumps({**message, "queues": self.snapshots(message["queues"])})
+        body = message.get(kind) if isinstance(kind, str) else None
+        if isinstance(body, dict) and self.sees(body.get("queue_id")):
+            return data
+        return None
+
+
 @router.websocket("/v1/ws/board")
 async def board_socket(ws: WebSocket) -> None:
     api: ApiState = ws.app.state.api
@@ -178,19 +232,21 @@ async def board_socket(ws: WebSocket) -> None:
         welcome["role"] = principal.role
         if not welcome["queues"]:
             welcome["queues"] = await api.snapshots()
-        await ws.send_text(orjson.dumps(welcome).decode())
-        await _pump(ws, client)
+        scope = Scope(principal, api.fanout)
+        await ws.send_text(orjson.dumps(scope.welcome(welcome)).decode())
+        await _pump(ws, client, scope)
     finally:
         api.fanout.disconnect(client)
 
 
-async def _pump(ws: WebSocket, client: Client) -> None:
+async def _pump(ws: WebSocket, client: Client, scope: Scope) -> None:
     """Send the outbox and read (and ignore) the client until either side ends."""
 
     async def send() -> None:
         while True:
-            message = await client.outbox.get()
-            await ws.send_text(message.decode())
+            message = scope.message(await client.outbox.get())
+            if message is not None:
+                await ws.send_text(message.decode())
 
     async def receive() -> None:
         while True:

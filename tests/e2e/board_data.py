@@ -166,13 +166,15 @@ async def seed(redis_url: str, prefix: str) -> None:
 
 
 @contextlib.asynccontextmanager
-async def api_server(stack: LocalStack, prefix: str, **settings: Any) -> AsyncIterator[str]:
+async def api_server(
+    stack: LocalStack, prefix: str, tokens: str = TOKENS, **settings: Any
+) -> AsyncIterator[str]:
     app = create_api(
         ApiSettings(
             kafka_bootstrap=stack.bootstrap,
             redis_url=stack.redis_url,
             topic_prefix=prefix,
-            api_tokens=TOKENS,
+            api_tokens=tokens,
             **settings,
         )
     )

@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 import uvicorn
 import websockets
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from services.api import docs
@@ -23,7 +24,7 @@ from services.api.app import create_app as create_api
 from services.api.settings import ApiSettings
 from shared.localstack import LocalStack, free_port
 from shared.logs import setup_logging
-from tests.e2e.board_data import TOKENS, api_server, chromium
+from tests.e2e.board_data import SNAPSHOTS, TOKENS, api_server, chromium, seed
 from tests.integration.conftest import serve
 
 pytestmark = pytest.mark.e2e
@@ -88,6 +89,42 @@ async def test_tickets_are_single_use_short_lived_and_url_tokens_viewer_only(
         wrong = {"additional_headers": {"Authorization": "Bearer nope"}}
         assert await refused(board, **wrong) == (1008, "missing or wrong token")
     await redis.aclose()
+
+
+async def test_a_scoped_token_sees_its_own_queues_and_sites_on_the_board(
+    stack: LocalStack, prefix: str
+) -> None:
+    await seed(stack.redis_url, prefix)
+    tokens = f"{TOKENS},lon:viewer:board-lon:site=lon,bill:viewer:board-bill:queue=billing"
+    async with api_server(stack, prefix, tokens=tokens) as url:
+        board = url.replace("http", "ws") + "/v1/ws/board"
+        async with (
+            websockets.connect(f"{board}?token=board-lon") as lon,
+            websockets.connect(f"{board}?token=board-bill") as bill,
+        ):
+            first = orjson.loads(await asyncio.wait_for(lon.recv(), 10))
+            # sales is served at lon and nyc: lon sees sales, with its own site only
+            assert [q["queue_id"] for q in first["queues"]] == ["sales"]
+            assert list(first["queues"][0]["by_site"]) == ["lon"]
+            assert sorted(a["alert_id"] for a in first["alerts"]) == ["sl:sales:1", "surge:sales:1"]
+            assert len(first["actions"]) == 3 and set(first["history"]) <= {"sales"}
+            other = orjson.loads(await asyncio.wait_for(bill.recv(), 10))
+            assert [q["queue_id"] for q in other["queues"]] == ["billing"]
+            assert [a["alert_id"] for a in other["alerts"]] == ["sl:billing:1"]
+            assert other["actions"] == []
+
+            newer = {**SNAPSHOTS[1], "as_of": "2026-11-11T20:00:02.000Z"}
+            producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap)
+            await producer.start()
+            try:
+                await producer.send_and_wait(f"{prefix}metrics", orjson.dumps(newer), key=b"sales")
+            finally:
+                await producer.stop()
+            tick = orjson.loads(await asyncio.wait_for(lon.recv(), 10))
+            assert (tick["type"], [q["queue_id"] for q in tick["queues"]]) == ("tick", ["sales"])
+            assert list(tick["queues"][0]["by_site"]) == ["lon"]
+            empty = orjson.loads(await asyncio.wait_for(bill.recv(), 10))
+            assert (empty["type"], empty["queues"]) == ("tick", [])
 
 
 @contextlib.asynccontextmanager
