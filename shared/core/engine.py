@@ -9,7 +9,7 @@ the primary window's breakdowns by site, priority and channel; `centre` sums the
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -24,6 +24,7 @@ from shared.core.columns import (
     DEFAULT_CHANNEL,
     DEFAULT_PRIORITY,
     ENDED,
+    I64,
     OVERFLOWED,
     PRIORITIES,
     QUEUED,
@@ -240,9 +241,20 @@ class QueueStats:
     callbacks_pending: int = 0
     oldest_callback_s: float = 0.0
     callbacks_expired: int = 0
-    by_site: dict[str, Breakdown] = field(default_factory=dict)
-    by_priority: dict[str, Breakdown] = field(default_factory=dict)
-    by_channel: dict[str, Breakdown] = field(default_factory=dict)
+    breakdowns: BreakdownTable | None = None  # this queue's is row `index` of the table
+    index: int = 0
+
+    @property
+    def by_priority(self) -> dict[str, Breakdown]:
+        return self.breakdowns.queue(self.index)[0] if self.breakdowns else {}
+
+    @property
+    def by_channel(self) -> dict[str, Breakdown]:
+        return self.breakdowns.queue(self.index)[1] if self.breakdowns else {}
+
+    @property
+    def by_site(self) -> dict[str, Breakdown]:
+        return self.breakdowns.queue(self.index)[2] if self.breakdowns else {}
 
 
 @dataclass(frozen=True)
@@ -284,9 +296,9 @@ def centre(now: float, stats: Iterable[QueueStats], agents: Iterable[Agent]) -> 
         now=now,
         queues=len(queue_ids),
         windows=dict(sorted(windows.items())),
-        totals=Breakdown(**{**total.__dict__, "agents": count_agents(serving)}),
+        totals=replace(total, agents=count_agents(serving)),
         by_site={
-            site: Breakdown(**{**b.__dict__, "agents": count_agents(per_site.get(site, []))})
+            site: replace(b, agents=count_agents(per_site.get(site, [])))
             for site, b in sorted(sites.items())
         },
         callbacks_expired=expired,
@@ -568,14 +580,17 @@ class Engine:
             for i, s in enumerate(settings)
         ]  # fmt: skip
         primary = [windows[i][s.primary_window_s] for i, s in enumerate(settings)]
-        breakdowns = self._breakdowns(now, settings, params, spots, site_agents, primary)
+        table = BreakdownTable(
+            now, (_PRIORITY_KEYS, CHANNELS, self.site_ids), spots, site_agents, self.queue_ids,
+            primary, [s.sl_flowouts == "miss" for s in settings],
+        )  # fmt: skip
+        self._breakdown_sums(table, now, settings, params)
         out: dict[str, QueueStats] = {}
         for i, queue_id in enumerate(self.queue_ids):
             s = settings[i]
             total, _keys, expired = spots[i]
             over = total.over
             covered = self._first_seen[i] <= now - s.surge_window_s - BASELINE_S
-            by_priority, by_channel, by_site = breakdowns[i]
             out[queue_id] = QueueStats(
                 queue_id=queue_id,
                 now=now,
@@ -592,9 +607,8 @@ class Engine:
                 callbacks_pending=total.pending,
                 oldest_callback_s=(now - total.earliest_cb) if total.pending else 0.0,
                 callbacks_expired=expired,
-                by_site=by_site,
-                by_priority=by_priority,
-                by_channel=by_channel,
+                breakdowns=table,
+                index=i,
             )
         return out
 
@@ -710,89 +724,29 @@ class Engine:
                     spot.earliest_cb = min(spot.earliest_cb, cb.requested_ts)
         return total, keys, expired
 
-    def _breakdowns(
-        self,
-        now: float,
-        settings: list[QueueSettings],
-        p: Params,
-        spots: list[tuple[_Spot, list[dict[int, _Spot]], int]],
-        site_agents: dict[str, dict[str, AgentCounts]],
-        primary: list[WindowMetrics],
-    ) -> list[tuple[dict[str, Breakdown], dict[str, Breakdown], dict[str, Breakdown]]]:
-        """contract 4: by_priority, by_channel and by_site of the primary window; a key
-        with no event in the window and nothing waiting or owed is left out.
-
-        A queue whose events, waiting calls and callbacks all have one key (one channel,
-        one site: the common case) has that key's figures equal to its own: they are
-        reused, not rebuilt."""
+    def _breakdown_sums(
+        self, table: BreakdownTable, now: float, settings: list[QueueSettings], p: Params
+    ) -> None:
+        """contract 4: the sums of by_priority, by_channel and by_site over each queue's
+        primary window, for every queue at once."""
         nq = len(settings)
-        out: list[tuple[dict[str, Breakdown], dict[str, Breakdown], dict[str, Breakdown]]] = [
-            ({}, {}, {}) for _ in range(nq)
-        ]
         primaries: dict[int, list[int]] = {}
         for i, s in enumerate(settings):
             primaries.setdefault(s.primary_window_s, []).append(i)
-        names = (_PRIORITY_KEYS, CHANNELS, self.site_ids)
-        ids = self.queue_ids
-        miss = [s.sl_flowouts == "miss" for s in settings]
-        same: dict[int, Breakdown] = {}  # a queue's own figures as one key's (frozen: shared)
         hi = self.log.index(now)
+        bounds = np.arange(nq + 1, dtype=np.int64)
         for w, members in primaries.items():
-            mine = None if len(primaries) == 1 else set(members)
             lo = self.log.index(now - w)
-            for dim, (column, groups) in enumerate(
-                (("prio", PRIORITIES), ("chan", len(CHANNELS)), ("site", len(self.site_ids)))
-            ):
+            dims = []
+            for column, groups in (
+                ("prio", PRIORITIES), ("chan", len(CHANNELS)), ("site", len(self.site_ids))
+            ):  # fmt: skip
                 totals = self.log.totals(lo, hi, nq, p, column, groups)
                 active = np.flatnonzero(totals.counts.any(axis=1))
-                owner = active // groups
-                alone = np.bincount(owner, minlength=nq)[owner] == 1
-                rest: list[int] = []
-                for r in active[alone].tolist():
-                    q, k = divmod(r, groups)
-                    keys = spots[q][1][dim]
-                    if keys and (len(keys) > 1 or k not in keys):
-                        rest.append(r)
-                    elif mine is None or q in mine:
-                        name = names[dim][k]
-                        if dim == 2:
-                            at_site = site_agents.get(ids[q], _NONE).get(name, _NO_AGENTS)
-                            out[q][dim][name] = _breakdown(now, primary[q], spots[q][0], at_site)
-                            continue
-                        whole = same.get(q)
-                        if whole is None:
-                            whole = same[q] = _breakdown(now, primary[q], spots[q][0], None)
-                        out[q][dim][name] = whole
-                several = np.concatenate([active[~alone], np.array(rest, np.int64)])
-                rows = totals.take(several).rows()
-                for j, r in enumerate(several.tolist()):
-                    q, k = divmod(r, groups)
-                    if mine is not None and q not in mine:
-                        continue
-                    spot = spots[q][1][dim].get(k, _NO_SPOT)
-                    window = _metrics(rows, j, spot.over, miss[q])
-                    name = names[dim][k]
-                    out[q][dim][name] = _breakdown(
-                        now, window, spot, self._site(site_agents, dim, ids[q], name)
-                    )
-        for q, (_total, keys, _expired) in enumerate(spots):
-            for dim, by_key in enumerate(keys):
-                for k, spot in by_key.items():
-                    name = names[dim][k]
-                    if name not in out[q][dim]:
-                        window = replace(EMPTY_WINDOW, over_target=spot.over,
-                                         answer_rate_live=0.0 if spot.over else None)  # fmt: skip
-                        out[q][dim][name] = _breakdown(
-                            now, window, spot, self._site(site_agents, dim, ids[q], name)
-                        )
-        return out
-
-    @staticmethod
-    def _site(
-        site_agents: dict[str, dict[str, AgentCounts]], dim: int, queue_id: str, name: str
-    ) -> AgentCounts | None:
-        """A by_site key's agents (contract 4: by their own site); None in other breakdowns."""
-        return site_agents.get(queue_id, _NONE).get(name, _NO_AGENTS) if dim == 2 else None
+                starts = np.searchsorted(active, bounds * groups).tolist()
+                dims.append(_Dim(groups, active, totals.take(active), starts))
+            for i in members:
+                table.dims_of[i] = dims
 
     def _agent_counts(self) -> tuple[dict[str, AgentCounts], dict[str, dict[str, AgentCounts]]]:
         """Agents by state per queue they serve, and per queue and the agent's own site."""
@@ -862,6 +816,82 @@ def _breakdown(
         (now - spot.earliest_cb) if spot.pending else 0.0,
         agents,
     )
+
+
+@dataclass(frozen=True)
+class _Dim:
+    """One breakdown's sums: the rows (queue * groups + key) with any event, in order."""
+
+    groups: int
+    active: I64
+    sums: Totals  # row j is the row active[j]
+    starts: list[int]  # queue q's rows are active[starts[q]:starts[q + 1]]
+
+
+class BreakdownTable:
+    """The primary window's breakdowns of every queue at one `now` (contract 4).
+
+    The tick takes the sums for all queues at once (numpy); the figures of one queue are
+    built the first time they are read, then kept: the numbers never change.
+    """
+
+    def __init__(
+        self,
+        now: float,
+        names: tuple[Sequence[str], Sequence[str], Sequence[str]],
+        spots: list[tuple[_Spot, list[dict[int, _Spot]], int]],
+        site_agents: dict[str, dict[str, AgentCounts]],
+        queue_ids: list[str],
+        primary: list[WindowMetrics],
+        miss: list[bool],
+    ) -> None:
+        self.now = now
+        self.names = names
+        self.spots = spots
+        self.site_agents = site_agents
+        self.queue_ids = queue_ids
+        self.primary = primary
+        self.miss = miss
+        self.dims_of: list[list[_Dim]] = [[] for _ in queue_ids]
+        self._built: dict[int, tuple[dict[str, Breakdown], ...]] = {}
+
+    def queue(self, q: int) -> tuple[dict[str, Breakdown], ...]:
+        """by_priority, by_channel and by_site of queue index `q`; a key with no event in
+        the window and nothing waiting or owed is left out."""
+        built = self._built.get(q)
+        if built is None:
+            built = self._built[q] = tuple(self._build(q, dim) for dim in range(3))
+        return built
+
+    def _build(self, q: int, dim: int) -> dict[str, Breakdown]:
+        now, names = self.now, self.names[dim]
+        d = self.dims_of[q][dim]
+        total, keys, _expired = self.spots[q]
+        by_key = keys[dim]
+        at_site = self.site_agents.get(self.queue_ids[q], _NONE) if dim == 2 else None
+        lo, hi = d.starts[q], d.starts[q + 1]
+        found = [r - q * d.groups for r in d.active[lo:hi].tolist()]
+        out: dict[str, Breakdown] = {}
+        if len(found) == 1 and (not by_key or (len(by_key) == 1 and found[0] in by_key)):
+            # one key holds every event, waiting call and callback: the queue's own figures
+            name = names[found[0]]
+            agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
+            out[name] = _breakdown(now, self.primary[q], total, agents)
+            return out
+        rows = d.sums.take(np.arange(lo, hi)).rows()
+        for j, k in enumerate(found):
+            spot = by_key.get(k, _NO_SPOT)
+            name = names[k]
+            agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
+            out[name] = _breakdown(now, _metrics(rows, j, spot.over, self.miss[q]), spot, agents)
+        for k, spot in by_key.items():  # waiting or owed, no event in the window
+            name = names[k]
+            if name not in out:
+                window = replace(EMPTY_WINDOW, over_target=spot.over,
+                                 answer_rate_live=0.0 if spot.over else None)  # fmt: skip
+                agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
+                out[name] = _breakdown(now, window, spot, agents)
+        return out
 
 
 def _fixed(a: float, b: float) -> Callable[[QueueSettings], tuple[float, float]]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.monitor.replay import replay
-from shared.core.engine import Engine, QueueStats, WindowMetrics
+from shared.core.engine import AgentCounts, Engine, QueueStats, WindowMetrics
 from shared.events import AgentEvent, CallEvent, parse_event
 from shared.queue_settings import QueueSettings
 from tests.conftest import T0, iso
@@ -188,7 +188,120 @@ def test_pruning_keeps_every_number_the_same() -> None:
     assert (b.waiting, b.longest_wait_s) == (4, 5000.0)
 
 
+def v2_trace() -> list[CallEvent | AgentEvent]:
+    """Five calls: a P0 chat call from site north answered at 20 s, a callback kept at
+    50 s, an overflow, an abandon at 30 s and a callback still owed after 30 s."""
+    return [
+        call("queued", -100, "c1", priority=0, channel="chat", site="north"),
+        call("answered", -80, "c1", agent_id="a1"),  # wait 20
+        call("queued", -90, "c2"),
+        call("callback_requested", -60, "c2"),
+        call("callback_completed", -10, "c2", outcome="connected"),  # 50 s after the request
+        call("queued", -70, "c3"),
+        call("overflowed", -40, "c3", to_queue_id="q2"),
+        call("queued", -50, "c4"),
+        call("abandoned", -20, "c4"),  # wait 30: not a short abandon
+        call("queued", -45, "c5"),
+        call("callback_requested", -30, "c5"),  # owed for 30 s
+    ]
+
+
+V2 = [
+    # sl_flowouts, priority targets: offered, within, answer_rate, abandon_rate,
+    #   by_priority "0" (offered, within), by_priority "2" (offered, within)
+    ("miss", {}, 5, 1, 1 / 5, 1 / 5, (1, 1), (4, 0)),  # callback, overflow: misses
+    ("exclude", {}, 2, 1, 1 / 2, 1 / 2, (1, 1), (1, 0)),  # they leave the denominator
+    ("miss", {"0": 15}, 5, 0, 0.0, 1 / 5, (1, 0), (4, 0)),  # P0 at 20 s: a miss at 15 s
+    ("exclude", {"0": 15}, 2, 0, 0.0, 1 / 2, (1, 0), (1, 0)),
+]
+
+
+@pytest.mark.parametrize(
+    ("flowouts", "targets", "offered", "within", "rate", "abandon", "p0", "p2"), V2
+)
+def test_flowouts_and_priority_targets_by_hand(
+    flowouts: str,
+    targets: dict[str, float],
+    offered: int,
+    within: int,
+    rate: float,
+    abandon: float,
+    p0: tuple[int, int],
+    p2: tuple[int, int],
+) -> None:
+    settings = QueueSettings(sl_flowouts=flowouts, priority_sl_threshold_s=targets)  # type: ignore[arg-type]
+    engine = Engine(lambda _q: settings)
+    engine.add_many(v2_trace())
+    q = engine.compute(NOW)["q"]
+    m = q.windows[300]
+    assert (m.arrivals, m.answered, m.abandoned, m.callbacks, m.overflowed, m.flowouts) == (
+        5, 1, 1, 2, 1, 3,
+    )  # fmt: skip
+    assert (m.offered, m.answered_within_target) == (offered, within)
+    assert m.answer_rate == pytest.approx(rate)
+    assert m.abandon_rate == pytest.approx(abandon)
+    assert (m.callbacks_completed, m.callback_rate) == (1, 1.0)  # kept at 50 s <= 1800 s
+    assert (q.callbacks_pending, q.oldest_callback_s, q.callbacks_expired) == (1, 30.0, 0)
+    got = {k: (b.window.offered, b.window.answered_within_target) for k, b in q.by_priority.items()}
+    assert got == {"0": p0, "2": p2}
+    assert q.by_priority["2"].callbacks_pending == 1
+    assert sorted(q.by_site) == ["north", "unknown"]
+    assert sorted(q.by_channel) == ["chat", "voice"]
+    assert (q.by_channel["chat"].window.arrivals, q.by_channel["voice"].window.arrivals) == (1, 4)
+
+
+def test_callback_target_and_expiry_by_hand() -> None:
+    settings = QueueSettings(callback_target_s=40, callback_expiry_s=20)
+    engine = Engine(lambda _q: settings)
+    engine.add_many(v2_trace())
+    q = engine.compute(NOW)["q"]
+    assert (q.windows[300].callbacks_completed, q.windows[300].callback_rate) == (1, 0.0)  # 50 > 40
+    assert (q.callbacks_pending, q.oldest_callback_s, q.callbacks_expired) == (0, 0.0, 1)
+
+
+def test_centre_sums_queues_and_counts_an_agent_once() -> None:
+    engine = Engine()
+    engine.add_many(v2_trace())
+    engine.add_many(
+        [
+            call("queued", -30, "d1", queue="q2", site="north"),
+            call("answered", -25, "d1", queue="q2", agent_id="a1"),  # wait 5
+            ev("agent.skills", -3000, agent_id="a1", site="north",
+               skills=[{"queue_id": "q", "level": 5}, {"queue_id": "q2", "level": 5}]),
+            ev("agent.state", -10, agent_id="a1", state="busy"),
+        ]
+    )  # fmt: skip
+    stats = engine.compute(NOW)
+    assert stats["q"].agents.staffed == stats["q2"].agents.staffed == 1
+    c = engine.centre(stats)
+    m = c.windows[300]
+    # q: offered 5, within 1; q2: offered 1, within 1 (miss: q's flow-outs count)
+    assert (c.queues, m.arrivals, m.offered, m.answered_within_target) == (2, 6, 6, 2)
+    assert m.answer_rate == pytest.approx(2 / 6)
+    assert m.asa_s == pytest.approx((20 + 5) / 2)
+    assert (c.totals.agents, c.totals.callbacks_pending) == (AgentCounts(busy=1, staffed=1), 1)
+    north = c.by_site["north"]
+    assert (north.window.arrivals, north.window.offered, north.agents) == (
+        2, 2, AgentCounts(busy=1, staffed=1),
+    )  # fmt: skip
+    assert c.by_site["unknown"].agents == AgentCounts()
+
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "contract-v2"
+
+
+def same(got: object, want: object, where: tuple[str, ...]) -> int:
+    """Compare every value `want` gives (counts exactly, other numbers within 1e-6);
+    returns how many values were compared."""
+    if isinstance(want, dict):
+        assert isinstance(got, dict), where
+        return sum(same(got.get(k), v, (*where, k)) for k, v in want.items())
+    if want is None or isinstance(want, int):
+        assert got == want, where
+    else:
+        assert isinstance(want, float), where
+        assert got == pytest.approx(want, abs=1e-6), where
+    return 1
 
 
 def test_worked_example_of_the_contract() -> None:
@@ -198,19 +311,14 @@ def test_worked_example_of_the_contract() -> None:
     expected = json.loads((EXAMPLES / "expected-42.json").read_text())
     assert bad == []
     queues = {q["queue_id"]: q for q in body["queues"]}  # type: ignore[attr-defined]
-    assert sorted(queues) == sorted(expected)
+    assert sorted(queues) == sorted(expected) == ["billing", "sales", "support"]
+    compared = 0
     for queue_id, want in expected.items():
         got = queues[queue_id]
-        for key in ("waiting", "waiting_over_target", "agents"):
-            assert got[key] == want[key], (queue_id, key)
-        assert got["longest_wait_s"] == pytest.approx(want["longest_wait_s"], abs=1e-6)
-        for window, metrics in want["windows"].items():
-            for name, value in metrics.items():
-                have = got["windows"][window][name]
-                if isinstance(value, int) or value is None:
-                    assert have == value, (queue_id, window, name)
-                else:
-                    assert have == pytest.approx(value, abs=1e-6), (queue_id, window, name)
+        for name in ("by_site", "by_priority", "by_channel"):
+            assert sorted(got[name]) == sorted(want[name]), (queue_id, name)  # keys left out
+        compared += same(got, want, (queue_id,))
+    assert compared == 603  # every number the file gives
 
 
 def test_a_monitor_reports_only_the_queues_it_owns() -> None:
