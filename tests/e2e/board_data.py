@@ -143,11 +143,45 @@ def action(agent: str, created: str, state: str, before: float, after: float) ->
     }  # fmt: skip
 
 
-# two plans: one of two moves proposed at 20:00:00 (10% -> 30%), one sent at 19:59:00
+def plan(created: str) -> dict[str, Any]:
+    """A dispatcher action as v2 writes it: one plan of several commands, sent, measured."""
+    action_id = f"sales:plan:{created}"
+    moves = [
+        {
+            "type": "agent.reassign",
+            "agent_id": a,
+            "from_queue": "support",
+            "to_queue": "sales",
+            "command_id": f"{action_id}:{i}",
+        }
+        for i, a in enumerate(["su01", "su02"])
+    ]
+    return {
+        "message": "action", "action_id": action_id, "queue_id": "sales", "kind": "plan",
+        "levers": ["cross_skill", "standby", "callback"],
+        "reason": {"trigger": "3", "tier": 3, "ratio": 6.4, "answer_rate_live": 0.1,
+                   "agents_needed": 45, "agents_staffed": 20.0, "text": "tier 3"},
+        "commands": [*moves,
+                     {"type": "agent.activate", "agent_id": "sb01", "queue_id": "sales",
+                      "command_id": f"{action_id}:2"},
+                     {"type": "queue.callback", "queue_id": "sales", "enabled": True,
+                      "offer_after_s": 60.0, "command_id": f"{action_id}:3"}],
+        "undo": [], "projected": {"agents_before": 20, "agents_after": 23,
+                                  "answer_rate_before": 0.1, "answer_rate_after": 0.35,
+                                  "abandon_rate_before": 0.3, "abandon_rate_after": 0.2},
+        "state": "sent", "created_at": created, "changed_by": "dispatcher", "changed_at": created,
+        "sent_at": created, "measured": {"at": created, "answer_rate": 0.45, "projected": 0.35},
+        "history": [],
+    }  # fmt: skip
+
+
+# three plans, newest first: a v2 plan sent at 20:00:01 (measured 45% in the 15 minutes
+# after), two v1 moves proposed together at 20:00:00 (10% -> 30%), one sent at 19:59:00
 ACTIONS = [
     action("bi01", "2026-11-11T20:00:00.000Z", "proposed", 0.1, 0.2),
     action(HOSTILE_AGENT, "2026-11-11T20:00:00.000Z", "proposed", 0.2, 0.3),
     action("su07", "2026-11-11T19:59:00.000Z", "sent", 0.05, 0.1),
+    plan("2026-11-11T20:00:01.000Z"),
 ]
 
 

@@ -104,9 +104,16 @@ async def check_tv(page: Page) -> None:
         """ns => { const r = ns.map(n => n.getBoundingClientRect());
                    return Math.max(...r.map(b => b.top)) < Math.min(...r.map(b => b.bottom)); }""",
     )
-    # plans: the two moves proposed at 20:00:00 are one plan, newest first
+    # plans, newest first: the two v1 moves proposed at 20:00:00 are one plan
     whats = await texts(page, '#action-groups [data-field="what"]')
-    assert whats == ["move 2 agents from billing", "move 1 agent from billing"]
+    assert whats == [
+        "move 2 agents from support + call in 1 standby + callback after 1:00",
+        "move 2 agents from billing",
+        "move 1 agent from billing",
+    ]
+    effects = await texts(page, '#action-groups [data-field="effect"]')
+    assert effects[0] == "10% then → 45% in the 15 min after"
+    assert effects[1] == "10% then → 15% now"
     assert await page.evaluate(OFF_SCREEN, False) == []
     assert await page.evaluate(
         "document.documentElement.scrollHeight <= innerHeight"
@@ -214,10 +221,14 @@ async def test_board_at_tv_4k_and_phone(stack: LocalStack, prefix: str, tmp_path
             listed = (
                 await http.get(url + "/v1/actions", headers={"Authorization": "Bearer board-lead"})
             ).json()["actions"]
-        assert sorted((a["agent_id"], a["state"], a["changed_by"]) for a in listed) == [
+        assert sorted(
+            ((a.get("agent_id"), a["state"], a["changed_by"]) for a in listed),
+            key=lambda t: (t[0] is None, str(t[0])),
+        ) == [
             (HOSTILE_AGENT, "approved", "lee"),
             ("bi01", "approved", "lee"),
             ("su07", "sent", "dispatcher"),
+            (None, "sent", "dispatcher"),
         ]
 
         # a new tick: the chip shows the numbers now, not those of when it was raised

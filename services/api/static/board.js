@@ -110,7 +110,7 @@ function moves() {
   const get = id => out[id] = out[id] || { lent: 0, borrowed: 0, standby: 0 };
   for (const a of state.actions) {
     if (a.state !== "approved" && a.state !== "sent") continue;
-    for (const c of a.plan || []) {
+    for (const c of commandsOf(a)) {
       if (c.type === "agent.reassign") { get(c.to_queue || a.queue_id).borrowed++; get(c.from_queue).lent++; }
       if (c.type === "agent.activate") get(c.queue_id || a.queue_id).standby++;
     }
@@ -171,7 +171,8 @@ function tile(q, moved) {
   const expected = num(surge.expected) ? `, ${Math.round(surge.expected)} expected` : "";
   const short = num(st.needed) && num(st.have) && st.needed > st.have;
   const returnNow = st.lent > 0 && lv === "bad";
-  const sites = q.by_site && !state.site ? Object.entries(q.by_site).map(([name, b]) => {
+  const known = Object.keys(q.by_site || {}).some(n => n !== "unknown");
+  const sites = known && !state.site ? Object.entries(q.by_site).map(([name, b]) => {
     const bw = b.windows ? b.windows[f.key] : b;
     return `${name} ${pct0(bw && (num(bw.answer_rate_live) ? bw.answer_rate_live : bw.answer_rate))}`;
   }).join(" · ") : "";
@@ -286,11 +287,13 @@ function renderAlerts() {
   }
 }
 
-// ---- dispatcher actions, grouped by plan
+// ---- dispatcher actions, grouped by plan (a v2 action is one plan; v1 wrote one per agent)
+const commandsOf = a => a.commands || a.plan || [];
+const tierOfAction = a => a.tier ?? (a.reason || {}).tier ?? 0;
 function groups() {
   const out = new Map();
   for (const a of state.actions) {
-    const key = a.plan_id || `${a.queue_id}@${a.created_at}`;
+    const key = a.kind ? a.action_id : `${a.queue_id}@${a.created_at}`;
     if (!out.has(key)) out.set(key, []);
     out.get(key).push(a);
   }
@@ -299,13 +302,17 @@ function groups() {
 }
 function describe(actions) {
   const from = {}, parts = [];
-  let standby = 0;
-  for (const a of actions) for (const c of a.plan || []) {
+  let standby = 0, released = 0;
+  for (const a of actions) for (const c of commandsOf(a)) {
     if (c.type === "agent.reassign") from[c.from_queue] = (from[c.from_queue] || 0) + 1;
     else if (c.type === "agent.activate") standby++;
+    else if (c.type === "agent.release") released++;
     else if (c.type === "queue.callback") parts.push(c.enabled === false ? "callback off" : `callback after ${dur(c.offer_after_s)}`);
+    else if (c.type === "queue.overflow") parts.push(c.enabled === false ? "overflow off"
+      : `overflow to ${c.to_queue_id || c.to_site} after ${dur(c.after_s)}`);
     else if (c.type) parts.push(c.type);
   }
+  if (released) parts.push(`send ${released} agent${released > 1 ? "s" : ""} home`);
   const moved = Object.values(from).reduce((t, n) => t + n, 0);
   const donors = Object.entries(from);
   if (moved) parts.unshift(`move ${moved} agent${moved > 1 ? "s" : ""} from ` + (donors.length === 1
@@ -319,14 +326,17 @@ function planModel(g) {
   const after = Math.max(...g.actions.map(a => (a.projected || {}).answer_rate_after).filter(num));
   const then = (a0.reason || {}).answer_rate_live;
   const measured = g.actions.map(a => a.measured && a.measured.answer_rate).find(num);
+  const tier = tierOfAction(a0);
   const states = {};
   for (const a of g.actions) states[a.state] = (states[a.state] || 0) + 1;
   const proposed = g.actions.filter(a => a.state === "proposed").map(a => a.action_id);
   return {
-    key: g.key, queue: a0.queue_id, when: at(a0.created_at), tier: a0.tier || 0,
+    key: g.key, queue: a0.queue_id, when: at(a0.created_at),
+    why: a0.kind && a0.kind !== "plan" ? a0.kind : tier ? `tier ${tier}` : "SL",
     what: describe(g.actions),
     projected: isFinite(before) && isFinite(after) ? `projected ${pct0(before)} → ${pct0(after)}` : "",
-    effect: `${pct0(then)} then → ${pct0(num(measured) ? measured : q ? liveRate(q) : null)} now`,
+    effect: num(measured) ? `${pct0(then)} then → ${pct0(measured)} in the 15 min after`
+      : `${pct0(then)} then → ${pct0(q ? liveRate(q) : null)} now`,
     state: Object.entries(states).map(([s, n]) => g.actions.length > 1 ? `${s} ${n}` : s).join(", "),
     changed: at(g.actions.map(a => a.changed_at).filter(Boolean).sort().pop()),
     proposed: state.role === "viewer" ? [] : proposed,
@@ -343,7 +353,7 @@ function renderActions() {
   const box = $("action-groups");
   const rows = models.map(m => el("div", { class: "plan", data: { plan: m.key, queue: m.queue } },
     el("span", { class: "when" }, m.when),
-    el("span", {}, m.queue, " ", el("span", { class: "dim" }, m.tier ? `tier ${m.tier}` : "SL")),
+    el("span", {}, m.queue, " ", el("span", { class: "dim" }, m.why)),
     el("span", { class: "what", data: { field: "what" } }, m.what),
     el("span", { data: { field: "projected" } }, m.projected),
     el("span", { data: { field: "effect" } }, m.effect),
@@ -421,6 +431,7 @@ function layout(n) {
 function renderSites() {
   const names = new Set();
   for (const q of Object.values(state.queues)) for (const s of Object.keys(q.by_site || {})) names.add(s);
+  names.delete("unknown");  // calls of no known site: no filter of their own
   $("site-pick").hidden = names.size === 0;
   const select = $("site");
   const wanted = ["", ...[...names].sort()];
