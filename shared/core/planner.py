@@ -233,8 +233,12 @@ class Planner:
         kind: Kind = "renew"
         levers: list[Lever] = []
         aid = self._action_id(queue_id, floor.now)
-        # give back first: this queue's lent agents when it falls below target
-        if live_below_target(stats):
+        # give back first: this queue's lent agents when it falls below target, or is
+        # about to (its projection with the agents it has left misses the target)
+        if self.lent(queue_id) and (
+            live_below_target(stats)
+            or not meets(project(stats, floor.have(queue_id), floor.pending(queue_id)), s)
+        ):
             recalled = self._recall(queue_id, aid, s.moves_per_tick)
             commands += recalled
             gained += len(recalled)
