@@ -518,7 +518,7 @@ async function connect() {
       history.replaceState(null, "", location.pathname + (state.site ? "?site=" + encodeURIComponent(state.site) : ""));
       sessionStorage.setItem("floorwatch-token", token);
       $("url-warning").hidden = false;
-      $("url-warning").textContent = `a ${body.role} token was in the address; wall displays take a viewer token`;
+      $("url-warning").textContent = `${body.role === "admin" ? "an" : "a"} ${body.role} token was in the address; wall displays take a viewer token`;
     }
   } catch (e) {
     conn.textContent = "reconnecting…";
