@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from operator import attrgetter
 
 import numpy as np
 
@@ -78,6 +79,9 @@ WINDOW_FIELDS = (
 )  # fmt: skip
 
 
+_window_values = attrgetter(*WINDOW_FIELDS)
+
+
 @dataclass(frozen=True, slots=True)
 class WindowMetrics:
     """The windowed numbers of contract 4 for one queue (or key, or centre) and window."""
@@ -109,7 +113,7 @@ class WindowMetrics:
 
     def as_json(self) -> dict[str, int | float | None]:
         """The contract's fields (not the sums behind them)."""
-        return {name: getattr(self, name) for name in WINDOW_FIELDS}
+        return dict(zip(WINDOW_FIELDS, _window_values(self), strict=True))
 
     def __add__(self, o: WindowMetrics) -> WindowMetrics:
         """The figures of both, rates recomputed from the sums."""
@@ -818,14 +822,21 @@ def _breakdown(
     )
 
 
-@dataclass(frozen=True)
 class _Dim:
     """One breakdown's sums: the rows (queue * groups + key) with any event, in order."""
 
-    groups: int
-    active: I64
-    sums: Totals  # row j is the row active[j]
-    starts: list[int]  # queue q's rows are active[starts[q]:starts[q + 1]]
+    def __init__(self, groups: int, active: I64, sums: Totals, starts: list[int]) -> None:
+        self.groups = groups
+        self.active = active
+        self.sums = sums  # row j is the row active[j]
+        self.starts = starts  # queue q's rows are active[starts[q]:starts[q + 1]]
+        self._rows: TotalsRows | None = None
+
+    def rows(self) -> TotalsRows:
+        """The sums as lists, converted once (a tick that reads one queue reads them all)."""
+        if self._rows is None:
+            self._rows = self.sums.rows()
+        return self._rows
 
 
 class BreakdownTable:
@@ -878,8 +889,8 @@ class BreakdownTable:
             agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
             out[name] = _breakdown(now, self.primary[q], total, agents)
             return out
-        rows = d.sums.take(np.arange(lo, hi)).rows()
-        for j, k in enumerate(found):
+        rows = d.rows()
+        for j, k in enumerate(found, start=lo):
             spot = by_key.get(k, _NO_SPOT)
             name = names[k]
             agents = None if at_site is None else at_site.get(name, _NO_AGENTS)

@@ -6,11 +6,15 @@ import json
 from dataclasses import replace
 from pathlib import Path
 
+import orjson
 import pytest
 
 from services.monitor.replay import replay
 from shared.core.engine import AgentCounts, Engine, QueueStats, WindowMetrics
+from shared.core.monitor import Monitor
 from shared.events import AgentEvent, CallEvent, parse_event
+from shared.messages.snapshots import AgentCounts as SnapshotAgents
+from shared.messages.snapshots import Snapshot
 from shared.queue_settings import QueueSettings
 from tests.conftest import T0, iso
 
@@ -321,9 +325,23 @@ def test_worked_example_of_the_contract() -> None:
     assert compared == 603  # every number the file gives
 
 
-def test_a_monitor_reports_only_the_queues_it_owns() -> None:
-    from shared.core.monitor import Monitor
+def test_snapshots_are_the_typed_model_and_decode() -> None:
+    """The JSON a tick hands out is its `Snapshot` models' own, and a reader decodes it."""
+    monitor = Monitor()
+    for line in (EXAMPLES / "trace-42.jsonl").read_bytes().splitlines():
+        monitor.engine.add(parse_event(orjson.loads(line)))
+    monitor.engine.add_many(v2_trace())  # queue q: a chat call, a P0 call, a site
+    out = monitor.tick(NOW)
+    assert [s["queue_id"] for s in out.snapshots] == ["billing", "q", "sales", "support"]
+    assert out.snapshots == [m.model_dump(mode="json") for m in out.models]
+    for body, model in zip(out.snapshots, out.models, strict=True):
+        assert Snapshot.model_validate_json(orjson.dumps(body)) == model
+    q = out.models[1]
+    assert (q.as_of, q.callbacks_pending, sorted(q.by_channel)) == (NOW, 1, ["chat", "voice"])
+    assert q.by_site["north"].agents == SnapshotAgents()  # no agent at north serves q
 
+
+def test_a_monitor_reports_only_the_queues_it_owns() -> None:
     monitor = Monitor()
     monitor.engine.add_many(hand_trace())
     out = monitor.tick(NOW, owns=lambda q: q == "q2")
