@@ -107,7 +107,7 @@ async def test_a_scoped_token_sees_its_own_queues_and_sites_on_the_board(
             assert [q["queue_id"] for q in first["queues"]] == ["sales"]
             assert list(first["queues"][0]["by_site"]) == ["lon"]
             assert sorted(a["alert_id"] for a in first["alerts"]) == ["sl:sales:1", "surge:sales:1"]
-            assert len(first["actions"]) == 3 and set(first["history"]) <= {"sales"}
+            assert len(first["actions"]) == 4 and set(first["history"]) <= {"sales"}
             other = orjson.loads(await asyncio.wait_for(bill.recv(), 10))
             assert [q["queue_id"] for q in other["queues"]] == ["billing"]
             assert [a["alert_id"] for a in other["alerts"]] == ["sl:billing:1"]
