@@ -19,11 +19,23 @@ KINDS = 8
 PRIORITIES = 4
 CHANNELS = ("voice", "chat", "email", "callback")
 DEFAULT_PRIORITY, DEFAULT_CHANNEL, UNKNOWN_SITE = 2, 0, 0  # contract 1: a call's defaults
+# a call's priority, channel and site in one int (one column, one value per row)
+CHANNEL_SHIFT, SITE_SHIFT = 2, 4
+DEFAULT_ATTRS = DEFAULT_PRIORITY | DEFAULT_CHANNEL << CHANNEL_SHIFT | UNKNOWN_SITE << SITE_SHIFT
+
+
+def pack(priority: int, channel: int, site: int) -> int:
+    return priority | channel << CHANNEL_SHIFT | site << SITE_SHIFT
+
+
+def unpack(attrs: int) -> tuple[int, int, int]:
+    return attrs & 3, (attrs >> CHANNEL_SHIFT) & 3, attrs >> SITE_SHIFT
+
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
-_COLUMNS = ("ts", "queue", "kind", "wait", "handle", "seq", "prio", "chan", "site")
-Row = tuple[float, int, int, float, float, int, int, int, int]
+_COLUMNS = ("ts", "queue", "kind", "wait", "handle", "seq", "attrs")
+Row = tuple[float, int, int, float, float, int, int]
 
 
 @dataclass(frozen=True)
@@ -92,7 +104,7 @@ class TotalsRows:
 
 class EventLog:
     """Columns ts, queue, kind, wait (NaN when unknown), handle, seq and the call's
-    priority, channel and site (indices), sorted by ts."""
+    priority, channel and site (`pack`ed), sorted by ts."""
 
     def __init__(self, capacity: int = 1024) -> None:
         self._cap = capacity
@@ -102,9 +114,7 @@ class EventLog:
         self.wait = np.empty(capacity, np.float64)
         self.handle = np.empty(capacity, np.float64)
         self.seq = np.empty(capacity, np.int64)
-        self.prio = np.empty(capacity, np.int64)
-        self.chan = np.empty(capacity, np.int64)
-        self.site = np.empty(capacity, np.int64)
+        self.attrs = np.empty(capacity, np.int64)
         self.start = 0
         self.end = 0
         self._pending: list[Row] = []
@@ -120,25 +130,23 @@ class EventLog:
         kind: int,
         wait: float,
         handle: float,
-        attrs: tuple[int, int, int] = (DEFAULT_PRIORITY, DEFAULT_CHANNEL, UNKNOWN_SITE),
+        attrs: int = DEFAULT_ATTRS,
     ) -> int:
         """Buffer one event; returns its sequence number (for a later `resolve`)."""
         seq = self._next_seq
         self._next_seq += 1
-        self._pending.append((ts, queue, kind, wait, handle, seq, *attrs))
+        self._pending.append((ts, queue, kind, wait, handle, seq, attrs))
         return seq
 
-    def resolve(
-        self, ts: float, seq: int, wait: float | None, attrs: tuple[int, int, int] | None
-    ) -> None:
+    def resolve(self, ts: float, seq: int, wait: float | None, attrs: int | None) -> None:
         """Fill in an event's wait and its call's priority, channel and site (each unless
         None) once the call's `call.queued` (or callback request) has arrived."""
         if self._pending and seq >= self._pending[0][5]:
             i = seq - self._pending[0][5]  # buffered rows carry consecutive sequence numbers
             row = self._pending[i]
             w = row[3] if wait is None else wait
-            a = (row[6], row[7], row[8]) if attrs is None else attrs
-            self._pending[i] = (row[0], row[1], row[2], w, row[4], seq, *a)
+            a = row[6] if attrs is None else attrs
+            self._pending[i] = (row[0], row[1], row[2], w, row[4], seq, a)
             return
         lo = int(np.searchsorted(self.ts[self.start : self.end], ts, "left")) + self.start
         while lo < self.end and self.ts[lo] == ts:
@@ -146,7 +154,7 @@ class EventLog:
                 if wait is not None:
                     self.wait[lo] = wait
                 if attrs is not None:
-                    self.prio[lo], self.chan[lo], self.site[lo] = attrs
+                    self.attrs[lo] = attrs
                 return
             lo += 1
 
@@ -195,14 +203,14 @@ class EventLog:
         k = self.kind[lo:hi]
         w = self.wait[lo:hi]
         rows = queues * groups
-        r = q if key is None else q * groups + getattr(self, key)[lo:hi]
+        r = q if key is None else q * groups + self._key(key, lo, hi)
         counts = np.bincount(r * KINDS + k, minlength=rows * KINDS).reshape(rows, KINDS)
         # each condition on the events of its own kind only: a fraction of the slice
         a = np.flatnonzero(k == ANSWERED)
         wa, ra = w[a], r[a]
         known = ~np.isnan(wa)
         with np.errstate(invalid="ignore"):
-            within = wa <= p.sl_threshold[q[a], self.prio[lo:hi][a]]
+            within = wa <= p.sl_threshold[q[a], self.attrs[lo:hi][a] & 3]
             b = np.flatnonzero(k == ABANDONED)
             short = w[b] <= p.short_abandon[q[b]]
             c = np.flatnonzero(k == CB_CONNECTED)
@@ -224,6 +232,15 @@ class EventLog:
             exposure_sum=exposure,
             callbacks_on_time=np.bincount(r[c][on_time], minlength=rows).astype(np.int64),
         )
+
+    def _key(self, key: str, lo: int, hi: int) -> I64:
+        """The priority, channel or site index of each event in [lo, hi)."""
+        attrs = self.attrs[lo:hi]
+        if key == "prio":
+            return attrs & 3
+        if key == "chan":
+            return (attrs >> CHANNEL_SHIFT) & 3
+        return attrs >> SITE_SHIFT
 
     def _reserve(self, extra: int) -> None:
         live = self.end - self.start

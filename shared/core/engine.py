@@ -21,19 +21,21 @@ from shared.core.columns import (
     CALLBACK,
     CB_CONNECTED,
     CB_OTHER,
+    CHANNEL_SHIFT,
     CHANNELS,
-    DEFAULT_CHANNEL,
-    DEFAULT_PRIORITY,
+    DEFAULT_ATTRS,
     ENDED,
     I64,
     OVERFLOWED,
     PRIORITIES,
     QUEUED,
+    SITE_SHIFT,
     UNKNOWN_SITE,
     EventLog,
     Params,
     Totals,
     TotalsRows,
+    unpack,
 )
 from shared.core.erlang import estimate_patience
 from shared.events import (
@@ -64,8 +66,8 @@ _TERMINAL = {
 }
 _CHANNEL_INDEX = {name: i for i, name in enumerate(CHANNELS)}
 _PRIORITY_KEYS = tuple(str(p) for p in range(PRIORITIES))
-Attrs = tuple[int, int, int]  # a call's priority, channel and site index (contract 1)
-_DEFAULT_ATTRS: Attrs = (DEFAULT_PRIORITY, DEFAULT_CHANNEL, UNKNOWN_SITE)
+Attrs = int  # a call's priority, channel and site index (contract 1), `pack`ed
+_DEFAULT_ATTRS: Attrs = DEFAULT_ATTRS
 
 
 def _ratio(num: float, den: float) -> float | None:
@@ -466,46 +468,59 @@ class Engine:
         if ts < self._first_seen[q]:
             self._first_seen[q] = ts
         if isinstance(event, CallQueued):
-            attrs = (event.priority, _CHANNEL_INDEX[event.channel], self.site_index(event.site))
+            site = event.site
+            attrs = event.priority | _CHANNEL_INDEX[event.channel] << CHANNEL_SHIFT
+            if site is not None:
+                attrs |= self.site_index(site) << SITE_SHIFT
             self.log.append(ts, q, QUEUED, math.nan, math.nan, attrs)
             self._queued(q, event.call_id, ts, attrs)
             return
         key = (q, event.call_id)
         call = self._calls.get(key)
-        attrs = _DEFAULT_ATTRS if call is None else call[1]
+        if isinstance(event, _TERMINAL_EVENTS):  # the most common first
+            kind = _TERMINAL[event.type]
+            wait = event.wait_s
+            if call is None:
+                attrs = _DEFAULT_ATTRS
+            else:
+                attrs = call[1]
+                if wait is None:
+                    wait = max(0.0, ts - call[0])  # contract 1: ts minus the call's call.queued
+            seq = self.log.append(ts, q, kind, math.nan if wait is None else wait, math.nan, attrs)
+            if call is None:
+                self._unresolved.setdefault(key, []).append((ts, seq, wait is None))
+            self._close(q, event.call_id, ts)
+            if kind == CALLBACK:
+                self._callback_requested(q, event.call_id, ts)
+            return
         if isinstance(event, CallEnded):
             handle = event.talk_s + event.hold_s + event.wrap_s
-            seq = self.log.append(ts, q, ENDED, math.nan, handle, attrs)
+            seq = self.log.append(
+                ts, q, ENDED, math.nan, handle, _DEFAULT_ATTRS if call is None else call[1]
+            )
             if call is None:
                 self._unresolved.setdefault(key, []).append((ts, seq, False))
             return
         if isinstance(event, CallbackCompleted):
             self._callback_completed(q, event, ts, call)
             return
-        if not isinstance(event, _TERMINAL_EVENTS):
-            raise TypeError(f"not a call event: {event.type}")
-        kind = _TERMINAL[event.type]
-        wait = event.wait_s
-        if wait is None and call is not None:
-            wait = max(0.0, ts - call[0])  # contract 1: ts minus the call's call.queued
-        seq = self.log.append(ts, q, kind, math.nan if wait is None else wait, math.nan, attrs)
-        if call is None:
-            self._unresolved.setdefault(key, []).append((ts, seq, wait is None))
-        self._close(q, event.call_id, ts)
-        if kind == CALLBACK:
-            self._callback_requested(q, event.call_id, ts)
+        raise TypeError(f"not a call event: {event.type}")
 
     def _queued(self, q: int, call_id: str, ts: float, attrs: Attrs) -> None:
         key = (q, call_id)
         known = self._calls.get(key)
         if known is None or ts < known[0]:
             self._calls[key] = (ts, attrs)
-        for event_ts, seq, unknown_wait in self._unresolved.pop(key, []):
-            wait = max(0.0, event_ts - ts) if unknown_wait else None
-            self.log.resolve(event_ts, seq, wait, attrs)
-        callback = self._callbacks[q].get(call_id)
-        if callback is not None and (known is None or ts < known[0]):
-            callback.attrs = attrs
+        for event_ts, seq, unknown_wait in self._unresolved.pop(key, ()):
+            if unknown_wait:
+                self.log.resolve(event_ts, seq, max(0.0, event_ts - ts), attrs)
+            elif attrs != _DEFAULT_ATTRS:  # the event was logged with the defaults
+                self.log.resolve(event_ts, seq, None, attrs)
+        callbacks = self._callbacks[q]
+        if callbacks:  # a callback requested before its call.queued arrived
+            callback = callbacks.get(call_id)
+            if callback is not None and (known is None or ts < known[0]):
+                callback.attrs = attrs
         closed = self._closed_early[q].pop(call_id, math.inf)
         if closed <= self.horizon:
             return
@@ -708,7 +723,7 @@ class Engine:
             for entry in open_calls.values():
                 if entry.queued_ts > now:
                     continue
-                over = now - entry.queued_ts > thresholds[entry.attrs[0]]
+                over = now - entry.queued_ts > thresholds[entry.attrs & 3]
                 for spot in _spots(total, keys, entry.attrs):
                     spot.waiting += 1
                     spot.over += over
@@ -800,7 +815,7 @@ class Engine:
 def _spots(total: _Spot, keys: list[dict[int, _Spot]], attrs: Attrs) -> tuple[_Spot, ...]:
     """The queue's spot and its priority, channel and site spots for a call."""
     out = [total]
-    for by_key, k in zip(keys, attrs, strict=True):
+    for by_key, k in zip(keys, unpack(attrs), strict=True):
         spot = by_key.get(k)
         if spot is None:
             spot = by_key[k] = _Spot()
