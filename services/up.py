@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import secrets
 import signal
@@ -123,8 +124,11 @@ def run_stack(
         stack.start(Service("dispatcher", "services.dispatcher", dispatcher_port))
         notify_port = free_port()
         env["FLOORWATCH_NOTIFY_PORT"] = str(notify_port)
+        inbox_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        env.setdefault("FLOORWATCH_NOTIFY_INBOX_SECRET", inbox_secret)
         stack.start(Service("notify", "services.notify", notify_port))
         stack.wait_ready()
+        _demo_lead(env, api_port, notify_port)
         if simulator:
             sim_port = free_port()
             env["FLOORWATCH_SIM_PORT"] = str(sim_port)
@@ -135,6 +139,7 @@ def run_stack(
         admin_secret = env["FLOORWATCH_API_TOKENS"].split(",")[0].split(":", 2)[2]
         print(f"wall board  http://127.0.0.1:{api_port}/?token={admin_secret}", flush=True)
         print(f"api docs    http://127.0.0.1:{api_port}/docs", flush=True)
+        print(f"lead inbox  http://127.0.0.1:{api_port}/inbox?token={admin_secret}", flush=True)
         print(f"ingest  http://127.0.0.1:{ingest_port}/v1/events", flush=True)
         print(f"ingest tokens (source:secret): {env['FLOORWATCH_INGEST_TOKENS']}", flush=True)
         print(f"api tokens (name:role:secret): {env['FLOORWATCH_API_TOKENS']}", flush=True)
@@ -153,6 +158,28 @@ def run_stack(
         return 1
     finally:
         stack.stop()
+
+
+def _demo_lead(env: dict[str, str], api_port: int, notify_port: int) -> None:
+    """Contract 8: a demo on-call lead whose pushes land in the local inbox (`/inbox`),
+    unless the notify config already names leads (an existing Redis)."""
+    api = f"http://127.0.0.1:{api_port}"
+    secret = env["FLOORWATCH_API_TOKENS"].split(",")[0].split(":", 2)[2]
+    admin = {"Authorization": f"Bearer {secret}"}
+    current = httpx.get(f"{api}/v1/notify/config", headers=admin, timeout=5)
+    if current.status_code == 200 and current.json().get("leads"):
+        return
+    hook = {"type": "webhook", "url": f"http://127.0.0.1:{notify_port}/inbox/hook",
+            "secret": env["FLOORWATCH_NOTIFY_INBOX_SECRET"]}  # fmt: skip
+    config = {
+        "leads": [{"name": "Demo lead", "channels": [hook]}],
+        "rotas": {"default": {"handovers": [{"weekday": 0, "at": "00:00",
+                                             "leads": ["Demo lead"]}]}},
+        "board_url": f"{api}/", "api_url": api,
+    }  # fmt: skip
+    answer = httpx.put(f"{api}/v1/notify/config", json=config, headers=admin, timeout=5)
+    if answer.status_code != 200:
+        raise LocalStackError(f"demo lead not configured: HTTP {answer.status_code}")
 
 
 def _start(local: LocalStack, which: str) -> LocalServer:

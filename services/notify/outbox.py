@@ -21,6 +21,7 @@ import httpx
 import orjson
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from redis.exceptions import RedisError
 
 from services.notify.channels import Request
 from shared.kafka import dumps
@@ -97,12 +98,18 @@ class Outbox:
     parallel: int = 16
     clock: Callable[[], float] = time.time
     http: httpx.AsyncClient | None = None
-    inflight: set[asyncio.Task[None]] = field(default_factory=set)
+    recover_every_s: float = 30.0
+    inflight: dict[asyncio.Task[None], str] = field(default_factory=dict)
 
     async def start(self) -> None:
         self.http = httpx.AsyncClient(timeout=self.timeout_s)
+        await self.recover()
+
+    async def recover(self) -> None:
+        """Put back every pending delivery that is neither due nor being attempted (an
+        attempt cut short by a crash or by Redis going away mid-way)."""
         members: Any = await self.redis.zrange(self.keys.notify_outbox, 0, -1)  # Any: bytes
-        due = {text(m) for m in members}
+        due = {text(m) for m in members} | set(self.inflight.values())
         now = self.clock()
         for delivery_id, raw in (await self.redis.hgetall(self.keys.notify_deliveries)).items():
             name = text(delivery_id)
@@ -120,24 +127,36 @@ class Outbox:
         pipe.zadd(self.keys.notify_outbox, {delivery_id: now}, nx=True)
 
     async def run(self) -> None:
-        """Attempt every due delivery, a few at a time, until cancelled."""
+        """Attempt every due delivery, a few at a time, until cancelled; a Redis outage
+        only pauses it."""
+        recovered = self.clock()
         while True:
-            now = self.clock()
-            room = self.parallel - len(self.inflight)
-            due: Any = []  # Any: redis-py types members loosely; bytes here
-            if room > 0:
-                due = await self.redis.zrangebyscore(
-                    self.keys.notify_outbox, "-inf", now, start=0, num=room
-                )
-            for member in due:
-                delivery_id = text(member)
-                if await self.redis.zrem(self.keys.notify_outbox, delivery_id) != 1:
-                    continue  # another instance took it
-                task = supervised(f"deliver {delivery_id}", self.attempt(delivery_id))
-                self.inflight.add(task)
-                task.add_done_callback(self.inflight.discard)
-            self.metrics.due.set(await self.redis.zcard(self.keys.notify_outbox))
+            try:
+                await self.poll()
+                if self.clock() - recovered >= self.recover_every_s:
+                    recovered = self.clock()
+                    await self.recover()
+            except (RedisError, OSError):
+                log.warning("outbox paused: Redis unreachable", exc_info=True)
+                await asyncio.sleep(1.0)
             await asyncio.sleep(self.poll_s)
+
+    async def poll(self) -> None:
+        """Start an attempt for each delivery due now (as many as there is room for)."""
+        room = self.parallel - len(self.inflight)
+        due: Any = []  # Any: redis-py types members loosely; bytes here
+        if room > 0:
+            due = await self.redis.zrangebyscore(
+                self.keys.notify_outbox, "-inf", self.clock(), start=0, num=room
+            )
+        for member in due:
+            delivery_id = text(member)
+            if await self.redis.zrem(self.keys.notify_outbox, delivery_id) != 1:
+                continue  # another instance took it
+            task = supervised(f"deliver {delivery_id}", self.attempt(delivery_id))
+            self.inflight[task] = delivery_id
+            task.add_done_callback(lambda t: self.inflight.pop(t, None))
+        self.metrics.due.set(await self.redis.zcard(self.keys.notify_outbox))
 
     async def attempt(self, delivery_id: str) -> None:
         """One attempt of one delivery; its outcome and next due time are written back."""

@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 from pydantic import Field, ValidationError
+from redis.exceptions import RedisError
 
 from services.notify.channels import Request, build
 from services.notify.outbox import Outbox
@@ -189,7 +190,10 @@ class NotifyShell:
 
     async def tick_forever(self) -> None:
         while True:
-            await self.tick()
+            try:
+                await self.tick()
+            except (RedisError, OSError):  # paused by an outage, not ended by it
+                log.warning("tick skipped: Redis unreachable", exc_info=True)
             await asyncio.sleep(self.settings.notify_tick_s)
 
     async def build(self, record: dict[str, Any]) -> tuple[Request | None, str, str]:

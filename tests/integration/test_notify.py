@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -19,11 +21,15 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request, Response
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from services.api import incidents as incident_routes
+from services.api.app import create_app as create_api
+from services.api.settings import ApiSettings
 from services.notify.app import create_app
 from services.notify.pager import lead_tag
 from services.notify.service import NotifySettings
 from shared.core.incidents import incident_id
 from shared.localstack import LocalStack, free_port
+from shared.messages.incidents import Incident
 from tests.integration.conftest import serve
 from tests.integration.test_ingest import read_topic
 
@@ -126,7 +132,8 @@ async def test_one_signed_page_per_incident_then_updates_with_the_numbers_now(
         await send(
             stack, prefix + "alerts", change("raised"), change("raised", kind="sl_breach", tier=0)
         )
-        await until(lambda: len(receivers.calls["hook"]) == 2)  # the page, then one update
+        # the page, then one update, on both channels
+        await until(lambda: len(receivers.calls["hook"]) == len(receivers.calls["pd"]) == 2)
         page, update = receivers.calls["hook"]
         assert page["verified"] and update["verified"]
         assert page["headers"]["webhook-id"] == f"{iid}.1.trigger.{lead_tag(LEAD)}.0"
@@ -153,7 +160,12 @@ async def test_one_signed_page_per_incident_then_updates_with_the_numbers_now(
         assert len(receivers.calls["pd"]) == 2
 
         # the numbers now, and what the dispatcher proposes: one more update, 0.5 s later
-        await send(stack, prefix + "metrics", snapshot(0.05))
+        for _ in range(100):  # a snapshot a tick, as the monitor sends them, until one is read
+            await send(stack, prefix + "metrics", snapshot(0.05))
+            raw = await redis.hget(f"{prefix}incidents", iid)
+            if raw and Incident.model_validate_json(raw).numbers_now.get("ratio") == 2.4:
+                break
+            await asyncio.sleep(0.1)
         action = {"action_id": "act-1", "queue_id": QUEUE, "state": "proposed", "summary": "move 3 from billing",
                   "created_at": datetime.now(UTC).isoformat(), "plan": [{"type": "agent.reassign"}] * 3}  # fmt: skip
         await send(stack, prefix + "actions", action)
@@ -242,3 +254,39 @@ async def test_a_poison_alert_goes_to_the_dlq_and_the_next_one_is_handled(
     assert receivers.calls["hook"][0]["body"]["data"]["incident_id"] == incident_id(
         QUEUE, f"surge:{QUEUE}:1"
     )
+
+
+async def test_the_demo_inbox_receives_signed_pushes_and_shows_them(
+    stack: LocalStack, prefix: str, redis: aioredis.Redis
+) -> None:
+    settings = settings_for(stack, prefix, notify_inbox_secret=SECRET)
+    api_settings = ApiSettings(kafka_bootstrap=stack.bootstrap, redis_url=stack.redis_url,
+                               topic_prefix=prefix, api_tokens="ops:viewer:v-secret")  # fmt: skip
+    api = create_api(api_settings)
+    if not any(getattr(r, "path", "") == "/inbox" for r in api.routes):
+        api.include_router(incident_routes.router)
+    async with serve(create_app(settings)) as notify_url, serve(api) as api_url:
+        demo = config(notify_url, api_url=api_url)
+        demo["leads"][0]["channels"] = [
+            {"type": "webhook", "url": f"{notify_url}/inbox/hook", "secret": SECRET}
+        ]
+        await redis.set(f"{prefix}notify:config", orjson.dumps(demo))
+        async with httpx.AsyncClient() as http:
+            forged = await http.post(f"{notify_url}/inbox/hook", json={"data": {}},
+                                     headers={"webhook-id": "x", "webhook-timestamp": "1", "webhook-signature": "v1,AAAA"})  # fmt: skip
+            assert (forged.status_code, forged.json()) == (
+                401,
+                {"error": "Standard Webhooks signature missing or wrong"},
+            )
+            await send(stack, prefix + "alerts", change("raised"))
+            for _ in range(200):
+                if await redis.llen(f"{prefix}notify:inbox"):
+                    break
+                await asyncio.sleep(0.05)
+            page = await http.get(f"{api_url}/inbox?token=v-secret")
+            assert (await http.get(f"{api_url}/inbox")).status_code == 401
+    assert page.status_code == 200
+    [item] = re.findall(r'<li class="push">.*?<ul>.*?</ul></li>', page.text)
+    assert f"[OPEN] {QUEUE}: surge tier 2, 162% of expected, answer rate 71% now" in item
+    assert f'<a href="{api_url}/ack/surge%3ASoporte%20T%C3%A9cnico' in item
+    assert f'<a href="{api_url}/incidents/{incident_id(QUEUE, f"surge:{QUEUE}:1")}?sig=' in item

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from services.notify.channels import Request as Outgoing
 from services.notify.outbox import Outbox, OutboxMetrics
-from shared.localstack import LocalStack
+from shared.localstack import LocalStack, free_port
 from shared.store import Keys
 from shared.tasks import cancel_all
 from tests.integration.conftest import serve
@@ -121,3 +121,21 @@ async def test_outcomes_follow_the_answers_and_pending_deliveries_survive_a_cras
         )
 
     assert [count(o) for o in ("delivered", "retry", "failed", "disabled")] == [4.0, 3.0, 1.0, 2.0]
+
+
+async def test_a_redis_outage_pauses_the_outbox_instead_of_ending_it(prefix: str) -> None:
+    unreachable = aioredis.Redis.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", socket_connect_timeout=0.2
+    )
+
+    async def build(record: dict[str, Any]) -> tuple[Outgoing | None, str, str]:
+        return None, "webhook", "never called"
+
+    outbox = Outbox(
+        unreachable, Keys(prefix), build, OutboxMetrics(CollectorRegistry()), poll_s=0.01
+    )
+    task = asyncio.create_task(outbox.run())
+    await asyncio.sleep(1.5)
+    assert not task.done()  # still polling, so deliveries resume when Redis is back
+    await cancel_all([task])
+    await unreachable.aclose()
