@@ -93,6 +93,7 @@ class ConsumerLoop(Generic[T]):
     retry_s: float = 0.5
     max_retry_s: float = 10.0
     check_log_s: float = 2.0  # how often to look for a log that was recreated (0: never)
+    commit_timeout_s: float = 5.0
 
     async def run(self) -> None:
         last_check = time.monotonic()
@@ -122,12 +123,17 @@ class ConsumerLoop(Generic[T]):
             parts = list(self.consumer.assignment())
             if not parts:
                 return
-            ends = await self.consumer.end_offsets(parts)
-            behind = [tp for tp in parts if await self.consumer.position(tp) > ends.get(tp, 0)]
+            # positions first: a log's end only grows, so an end read afterwards that is
+            # below a position means the log was truly recreated, not that records came in
+            positions = {
+                tp: await asyncio.wait_for(self.consumer.position(tp), 1.0) for tp in parts
+            }
+            ends = await asyncio.wait_for(self.consumer.end_offsets(parts), 5.0)
+            behind = [tp for tp in parts if positions[tp] > ends.get(tp, 0)]
             if behind:
                 log.warning("log recreated; reading it again", extra={"partitions": len(behind)})
                 await self.consumer.seek_to_beginning(*behind)
-        except (KafkaError, AssertionError):  # aiokafka asserts on a partition being revoked
+        except (KafkaError, AssertionError, TimeoutError):  # AssertionError: being revoked
             log.debug("log check skipped", exc_info=True)
 
     async def one(self, record: ConsumerRecord) -> None:
@@ -169,7 +175,7 @@ class ConsumerLoop(Generic[T]):
                 delay = min(delay * 2, self.max_retry_s)
 
     async def _commit(self) -> None:
-        try:
-            await self.consumer.commit()
-        except KafkaError:  # a rebalance took the partitions: the next owner re-reads
+        try:  # bounded: a broker that lost the topic would have it retried forever
+            await asyncio.wait_for(self.consumer.commit(), self.commit_timeout_s)
+        except (KafkaError, TimeoutError):  # a rebalance or a lost topic: read again later
             log.warning("commit failed; records may be read again", exc_info=True)

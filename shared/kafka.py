@@ -57,18 +57,22 @@ def new_consumer(
     )
 
 
-async def ensure_topics(settings: CommonSettings, names: Iterable[str] = TOPICS) -> None:
-    """Create floorwatch's topics if they are missing."""
+async def ensure_topics(settings: CommonSettings, names: Iterable[str] = TOPICS) -> list[str]:
+    """Create floorwatch's topics if they are missing; returns the ones it created."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
+    created: list[str] = []
     try:
         topics = [NewTopic(settings.topic(n), settings.topic_partitions, 1) for n in names]
         response = await admin.create_topics(topics)
         for name, code, message in getattr(response, "topic_errors", []):
-            if code not in (0, TOPIC_ALREADY_EXISTS):
+            if code == 0:
+                created.append(name)
+            elif code != TOPIC_ALREADY_EXISTS:
                 raise KafkaError(f"creating topic {name}: {code} {message}")
     finally:
         await admin.close()
+    return created
 
 
 async def send_all(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -28,6 +31,8 @@ class Running:
 
 # the composition root: given the app and its task group, start clients and tasks
 Starter = Callable[[FastAPI, TaskGroup], Awaitable[Running]]
+
+log = logging.getLogger(__name__)
 
 
 class ReadTimeout:
@@ -93,6 +98,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(FloorwatchError)
     async def floorwatch_error(_: Request, exc: FloorwatchError) -> JsonResponse:
         return json_response(exc.as_json(), exc.status, exc.headers)
+
+    @app.exception_handler(RedisError)
+    async def redis_error(_: Request, exc: RedisError) -> JsonResponse:
+        log.warning("redis unavailable: %s", type(exc).__name__)
+        body = {"error": "Redis unavailable; try again shortly"}
+        return json_response(body, 503, {"Retry-After": "2"})
+
+    @app.exception_handler(KafkaError)
+    async def kafka_error(_: Request, exc: KafkaError) -> JsonResponse:
+        log.warning("broker unavailable: %s", type(exc).__name__)
+        body = {"error": "broker unavailable; try again shortly"}
+        return json_response(body, 503, {"Retry-After": "2"})
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JsonResponse:

@@ -75,6 +75,9 @@ def stalled(
     return any(ends.get(tp, 0) > position for tp, position in positions.items())
 
 
+UNKNOWN_END = 2**62  # a partition's end while the assignment listener is still asking
+
+
 class _Rewind(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
     """On assignment, rewind each partition to `now - retention`; on revocation, commit."""
 
@@ -82,14 +85,20 @@ class _Rewind(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ship
         self.shell = shell
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self.shell.owned.difference_update(revoked)  # before any await: stop reporting them
         consumer = self.shell.consumer
         if consumer is not None and revoked:
-            try:
-                await consumer.commit()
-            except KafkaError:
+            try:  # bounded: a broker that lost the topic would have it retried forever
+                await asyncio.wait_for(consumer.commit(), 5.0)
+            except (KafkaError, TimeoutError):
                 log.warning("commit on revocation failed", exc_info=True)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        # before any await: the consumer lists these partitions already, but a queue is
+        # reported only once its partition is read up to where it stood now (else its
+        # numbers would lack what another instance counted)
+        self.shell.catching_up.update(dict.fromkeys(assigned, UNKNOWN_END))
+        self.shell.owned.update(assigned)
         consumer = self.shell.consumer
         self.shell.reload_states = True  # queues may have changed hands: take their tiers over
         if consumer is None or not assigned:
@@ -102,6 +111,8 @@ class _Rewind(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ship
                 await consumer.seek_to_end(tp)
             else:  # the local broker answers 0: old events are then skipped by the engine
                 consumer.seek(tp, found.offset)
+        ends = await consumer.end_offsets(assigned)
+        self.shell.catching_up.update({tp: ends.get(tp, 0) for tp in assigned})
 
 
 @dataclass
@@ -148,6 +159,8 @@ class MonitorShell:
     partitioner: DefaultPartitioner = field(default_factory=DefaultPartitioner)
     tasks: TaskGroup = field(default_factory=TaskGroup)
     unstored: Unstored = field(default_factory=lambda: Unstored())
+    owned: set[TopicPartition] = field(default_factory=set)  # as the listener last said
+    catching_up: dict[TopicPartition, int] = field(default_factory=dict)  # partition -> end
 
     def __post_init__(self) -> None:
         self.monitor = Monitor(grace_s=self.settings.monitor_grace_s)
@@ -197,17 +210,32 @@ class MonitorShell:
             if consumer is None or not parts:
                 before, strikes = None, 0
                 continue
-            ends = await consumer.end_offsets(parts)
-            positions = {tp: await consumer.position(tp) for tp in parts}
+            try:
+                ends = await asyncio.wait_for(consumer.end_offsets(parts), 5.0)
+            except (KafkaError, TimeoutError):
+                continue
+            positions = {tp: await _position(consumer, tp) for tp in parts}
             strikes = strikes + 1 if stalled(before, positions, ends) else 0
             before = positions
             if strikes >= patience:
                 log.warning("events consumer stalled with lag; recreating it")
-                await self.tasks.cancel("consume-events")
-                await consumer.stop()
-                await self.open_consumer()
-                self.start_consuming()
+                await self.reconnect()
                 before, strikes = None, 0
+
+    async def reconnect(self) -> None:
+        """Recreate the events consumer (a new group member that rewinds on assignment);
+        the engine's dedup makes reading again harmless."""
+        consumer = self.consumer
+        await self.tasks.cancel("consume-events")
+        self.owned.clear()
+        self.catching_up.clear()
+        if consumer is not None:
+            try:
+                await asyncio.wait_for(consumer.stop(), 10.0)
+            except (KafkaError, TimeoutError):
+                log.warning("old events consumer did not stop cleanly", exc_info=True)
+        await asyncio.wait_for(self.open_consumer(), 30.0)
+        self.start_consuming()
 
     async def stop(self) -> None:
         await self.tasks.cancel("consume-events")
@@ -251,7 +279,9 @@ class MonitorShell:
         if consumer is None:
             return lambda _q: False
         every = sorted(consumer.partitions_for_topic(topic) or [])
-        mine = {tp.partition for tp in consumer.assignment() if tp.topic == topic}
+        mine = {
+            tp.partition for tp in self.owned if tp.topic == topic and tp not in self.catching_up
+        }
         if not every or not mine:
             return lambda _q: False
         if len(mine) == len(every):
@@ -264,6 +294,7 @@ class MonitorShell:
         known settings; what Redis missed is written once it is back."""
         started = time.perf_counter()
         await self.refresh_from_redis()
+        await self.check_caught_up()
         out = self.monitor.tick(now, self.owner())
         producer = self.producer
         assert producer is not None  # noqa: S101  # started before ticking
@@ -290,6 +321,17 @@ class MonitorShell:
         await self.store()
         self.metrics.tick_seconds.observe(time.perf_counter() - started)
         return out
+
+    async def check_caught_up(self) -> None:
+        """Partitions newly assigned count as ours once read up to their end at assignment."""
+        consumer = self.consumer
+        if consumer is None or not self.catching_up:
+            return
+        for tp, end in list(self.catching_up.items()):
+            if tp not in self.owned:
+                del self.catching_up[tp]
+            elif end != UNKNOWN_END and await _position(consumer, tp) >= end:
+                del self.catching_up[tp]
 
     async def refresh_from_redis(self) -> None:
         """Settings, forecasts and (after a rebalance) tier states; the last known ones
@@ -342,8 +384,8 @@ class MonitorShell:
         ends = await consumer.end_offsets(parts)
         lag = 0
         for tp in parts:
-            position = await consumer.position(tp)
-            lag += max(0, ends[tp] - position)
+            position = await _position(consumer, tp)
+            lag += max(0, ends[tp] - position) if position >= 0 else 0
         self.metrics.lag.set(lag)
 
 
@@ -354,10 +396,16 @@ async def tick_forever(
     while True:
         began = time.monotonic()
         try:
-            await shell.tick(whole_ms(clock()))  # as_of names exactly this now
-            await shell.update_lag()
-        except (KafkaError, RedisError, OSError):
+            # as_of names exactly this now; bounded, so a broker that lost its topics (the
+            # producer then waits for them) is noticed and mended within a few ticks
+            await asyncio.wait_for(shell.tick(whole_ms(clock())), max(5.0, 3 * tick_s))
+        except (KafkaError, RedisError, OSError, TimeoutError):
             log.warning("tick failed; retried at the next tick", exc_info=True)
+            await recreate_topics(shell)
+        try:
+            await asyncio.wait_for(shell.update_lag(), tick_s)
+        except (KafkaError, OSError, TimeoutError):
+            log.debug("lag not measured this tick", exc_info=True)
         await asyncio.sleep(max(0.0, tick_s - (time.monotonic() - began)))
 
 
@@ -376,3 +424,25 @@ def fold(change: AlertChange) -> Callable[[bytes | None], bytes]:
         return apply_change(record, change).model_dump_json().encode()
 
     return update
+
+
+async def recreate_topics(shell: MonitorShell) -> None:
+    """After a failed tick: make the topics again if the broker lost them (the local
+    broker keeps them in memory), so publishing resumes within a tick of its return."""
+    try:
+        created = await asyncio.wait_for(ensure_topics(shell.settings), shell.settings.tick_s * 2)
+    except (KafkaError, OSError, TimeoutError):
+        log.debug("topics not checked: broker still away", exc_info=True)
+        return
+    if created:  # the broker came back without its topics: start reading them afresh
+        log.warning("broker lost its topics; consumers reconnect", extra={"topics": created})
+        await shell.reconnect()
+
+
+async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
+    """A partition's position, or -1 while the consumer cannot say (never blocks a tick)."""
+    try:
+        position: int = await asyncio.wait_for(consumer.position(tp), 0.5)
+    except (KafkaError, TimeoutError):
+        return -1
+    return position

@@ -1,0 +1,236 @@
+"""The fault suite: faults injected into a running stack; every acknowledged event must be
+counted exactly once, nothing unacknowledged counted, no alert raised twice.
+
+Each case runs a stack of its own (broker, Redis, ingest, API, monitor as processes),
+bounded in time; what it measured is appended to `$FLOORWATCH_FAULTS_REPORT` when set
+(docs/reliability.md is made from it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+import pytest
+import websockets
+from aiokafka import AIOKafkaProducer
+
+from shared.localstack import LocalStack
+from shared.timefmt import parse_ts
+from tests.faults.harness import (
+    API_SECRET,
+    FaultStack,
+    Sender,
+    mismatches,
+    read_all,
+    record,
+    settled_queues,
+    wait_ready,
+)
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[FaultStack]:
+    local = LocalStack().start()
+    fault = FaultStack(local)
+    try:
+        fault.start()
+        yield fault
+    finally:
+        fault.stop()
+        local.stop()
+
+
+async def check(stack: FaultStack, sender: Sender, case: str, **numbers: object) -> None:
+    """The API's numbers equal the recount of acknowledged events; no alert raised twice."""
+    sent_until = time.time()
+    shown = await settled_queues(stack.procs["api"].url, sent_until + 1.0)
+    wrong = mismatches(shown, sender.acked)
+    shown_at = {q["queue_id"]: q["as_of"] for q in shown["queues"]}
+    async with httpx.AsyncClient() as client:  # the alerts as a lead sees them
+        r = await client.get(
+            f"{stack.procs['api'].url}/v1/alerts?state=all",
+            headers={"Authorization": f"Bearer {API_SECRET}"},
+        )
+    records = r.json()["alerts"]
+    active = Counter((a["queue_id"], a["kind"]) for a in records if a["state"] == "active")
+    raised = Counter(
+        a["alert_id"] for a in records for h in a["history"] if h["transition"] == "raised"
+    )
+    twice = {str(k): n for k, n in (active + raised).items() if n > 1}
+    record(
+        case,
+        acked=len(sender.acked),
+        refused=sender.refused,
+        statuses={str(k): v for k, v in sorted(sender.statuses.items())},
+        mismatches=len(wrong),
+        first_mismatches=wrong[:40],
+        alerts_raised=sum(raised.values()),
+        raised_twice=len(twice),
+        **numbers,
+    )
+    assert wrong == [], (shown["as_of"], shown_at)
+    assert twice == {}
+    assert len(sender.acked) > 0
+
+
+async def test_monitor_killed_mid_stream_and_restarted(stack: FaultStack) -> None:
+    sender = Sender(stack.procs["ingest"].url)
+    async with httpx.AsyncClient() as client:
+        await sender.rounds(client, 8)
+        stack.procs["monitor"].kill()
+        await sender.rounds(client, 8)  # the monitor is away: ingest still takes events
+        stack.procs["monitor"].start()
+        recovered = wait_ready(stack.procs["monitor"])
+        await sender.rounds(client, 8)
+    await check(stack, sender, "monitor SIGKILL mid-stream, restarted", ready_after_s=recovered)
+
+
+async def test_a_second_monitor_joins_and_leaves(stack: FaultStack) -> None:
+    sender = Sender(stack.procs["ingest"].url, queues=9)
+    async with httpx.AsyncClient() as client:
+        await sender.rounds(client, 6)
+        second = stack.add(
+            "monitor-2",
+            "services.monitor",
+            "FLOORWATCH_MONITOR_PORT",
+        )
+        joined = wait_ready(second)
+        await sender.rounds(client, 8)
+        second.stop()
+        await sender.rounds(client, 8)
+    await check(stack, sender, "a second monitor joins, then leaves", joined_after_s=joined)
+
+
+async def test_broker_killed_and_restarted_keeps_what_was_counted(stack: FaultStack) -> None:
+    """The local broker keeps topics in memory: a restart loses them, and with them any
+    event it acknowledged that no monitor had read yet (Apache Kafka with 3 replicas keeps
+    them). So the stream is read up first; then the broker dies: what was counted stays
+    counted, ingest acknowledges again and the board ticks again. (That the events sent
+    after the return are all counted is not yet true: docs/reliability.md.)"""
+    sender = Sender(stack.procs["ingest"].url)
+    assert stack.local.kafka is not None
+    api = stack.procs["api"].url
+    async with httpx.AsyncClient() as client:
+        await sender.rounds(client, 8)
+        before = await settled_queues(api, time.time() + 1.0)
+        assert mismatches(before, sender.acked) == []
+        down = stack.restart_server(stack.local.kafka)
+        back = time.time()
+        began = time.monotonic()
+        recovered = None
+        while time.monotonic() - began < 60:  # until ingest acknowledges again
+            if await sender.post(client, sender.batch(20)) == 202:
+                recovered = time.monotonic() - began
+                break
+            await asyncio.sleep(0.5)
+        assert recovered is not None, "ingest never acknowledged again"
+        ticking = await settled_queues(api, back)
+    fresh_after = max(parse_ts(q["as_of"]) for q in ticking["queues"]) - back
+    counted_before = {q["queue_id"]: q["windows"]["300"]["arrivals"] for q in before["queues"]}
+    counted_now = {q["queue_id"]: q["windows"]["300"]["arrivals"] for q in ticking["queues"]}
+    assert all(counted_now[q] >= n for q, n in counted_before.items())
+    record(
+        "broker killed and restarted (topics lost)",
+        acked_before=sum(1 for _ in sender.acked),
+        mismatches_before=0,
+        broker_down_s=round(down, 2),
+        ingest_acks_again_after_s=round(recovered, 2),
+        board_ticks_again_after_s=round(fresh_after, 2),
+    )
+
+
+async def test_redis_down_for_twenty_seconds(stack: FaultStack) -> None:
+    sender = Sender(stack.procs["ingest"].url)
+    redis = stack.local.redis
+    assert redis is not None and redis.proc is not None
+    async with httpx.AsyncClient() as client:
+        await sender.rounds(client, 8)
+        redis.proc.kill()
+        redis.proc.wait(10)
+        began = time.monotonic()
+        codes = Counter[int]()
+        while time.monotonic() - began < 20:
+            codes[await sender.post(client, sender.batch(20))] += 1
+            r = await client.get(
+                f"{stack.procs['api'].url}/v1/queues",
+                headers={"Authorization": f"Bearer {API_SECRET}"},
+            )
+            codes[1000 + r.status_code] += 1  # the API: its last snapshot or 503, never 500
+            await asyncio.sleep(0.5)
+        redis.start()
+        await sender.rounds(client, 8)
+    assert 1500 not in codes and 500 not in codes
+    await check(
+        stack,
+        sender,
+        "Redis down for 20 s",
+        ingest_statuses_while_down={str(k): v for k, v in codes.items() if k < 1000},
+        api_statuses_while_down={str(k - 1000): v for k, v in codes.items() if k >= 1000},
+    )
+
+
+async def test_poison_records_go_to_the_dlq_and_the_rest_counts(stack: FaultStack) -> None:
+    sender = Sender(stack.procs["ingest"].url)
+    producer = AIOKafkaProducer(bootstrap_servers=stack.local.bootstrap, acks="all")
+    await producer.start()
+    try:
+        async with httpx.AsyncClient() as client:
+            await sender.rounds(client, 6)
+            for value in (b"{not json", b'{"type": "call.queued"}', b"\xff\xfe", b"[]"):
+                await producer.send_and_wait(stack.prefix + "events", value, key=b"q0")
+            await sender.rounds(client, 6)
+    finally:
+        await producer.stop()
+    await asyncio.sleep(1.0)
+    dlq = await read_all(stack.local.bootstrap, stack.prefix + "dlq")
+    assert len(dlq) == 4
+    await check(stack, sender, "poison records on the events topic", dead_lettered=len(dlq))
+
+
+async def test_a_slow_board_client_does_not_hold_back_the_others(stack: FaultStack) -> None:
+    sender = Sender(stack.procs["ingest"].url)
+    url = stack.procs["api"].url.replace("http", "ws") + "/v1/ws/board"
+    headers = {"Authorization": f"Bearer {API_SECRET}"}
+    async with (
+        websockets.connect(url, additional_headers=headers, max_size=None) as slow,
+        websockets.connect(url, additional_headers=headers, max_size=None) as fast,
+        httpx.AsyncClient() as client,
+    ):
+        slow.transport.pause_reading()  # reads nothing: its outbox fills up
+        ticks = 0
+        began = time.monotonic()
+        feeding = asyncio.create_task(sender.rounds(client, 30, size=200))
+        while time.monotonic() - began < 12:
+            message = orjson.loads(await asyncio.wait_for(fast.recv(), 5))
+            ticks += message.get("type") == "tick"
+        await feeding
+        slow.transport.resume_reading()
+    assert ticks >= 10  # a tick every 0.5 s reached the fast client throughout
+    await check(stack, sender, "a board client that never reads", fast_client_ticks=ticks)
+
+
+async def test_overload_answers_before_working_and_loses_nothing(stack: FaultStack) -> None:
+    sender = Sender(stack.procs["ingest"].url, queues=20)
+
+    async def one_sender(client: httpx.AsyncClient) -> None:
+        for _ in range(4):
+            await sender.post(client, sender.batch(250))
+
+    limits = httpx.Limits(max_connections=96)
+    async with httpx.AsyncClient(limits=limits) as client:
+        began = time.monotonic()
+        await asyncio.gather(*(one_sender(client) for _ in range(96)))
+        took = time.monotonic() - began
+    assert 500 not in sender.statuses
+    await check(
+        stack,
+        sender,
+        "96 concurrent senders",
+        events_per_s=round(len(sender.acked) / took),
+        seconds=round(took, 2),
+    )
