@@ -64,7 +64,7 @@ _TERMINAL = {
     "call.callback_requested": CALLBACK,
     "call.overflowed": OVERFLOWED,
 }
-_CHANNEL_INDEX = {name: i for i, name in enumerate(CHANNELS)}
+_CHANNEL_BITS = {name: i << CHANNEL_SHIFT for i, name in enumerate(CHANNELS)}
 _PRIORITY_KEYS = tuple(str(p) for p in range(PRIORITIES))
 Attrs = int  # a call's priority, channel and site index (contract 1), `pack`ed
 _DEFAULT_ATTRS: Attrs = DEFAULT_ATTRS
@@ -327,14 +327,14 @@ class Agent:
     pool: str = "regular"  # contract 1: who may call the agent in (section 6)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Open:
     queued_ts: float
     attrs: Attrs
     closed_ts: float = math.inf
 
 
-@dataclass
+@dataclass(slots=True)
 class _Callback:
     requested_ts: float
     attrs: Attrs
@@ -469,7 +469,7 @@ class Engine:
             self._first_seen[q] = ts
         if isinstance(event, CallQueued):
             site = event.site
-            attrs = event.priority | _CHANNEL_INDEX[event.channel] << CHANNEL_SHIFT
+            attrs = event.priority | _CHANNEL_BITS[event.channel]
             if site is not None:
                 attrs |= self.site_index(site) << SITE_SHIFT
             self.log.append(ts, q, QUEUED, math.nan, math.nan, attrs)
