@@ -560,9 +560,14 @@ class Engine:
         wait = event.wait_s
         if wait is None and entry is not None:
             wait = max(0.0, ts - entry.requested_ts)
-        attrs = _DEFAULT_ATTRS if call is None else call[1]
+        if call is not None:
+            attrs = call[1]
+        elif entry is not None:  # the call.queued may be long forgotten: the request is not
+            attrs = entry.attrs
+        else:
+            attrs = _DEFAULT_ATTRS
         seq = self.log.append(ts, q, kind, math.nan if wait is None else wait, math.nan, attrs)
-        if call is None:
+        if call is None:  # its call.queued may still come
             self._unresolved.setdefault((q, event.call_id), []).append((ts, seq, False))
         if wait is None:
             self._cb_unresolved.setdefault((q, event.call_id), []).append((ts, seq))

@@ -263,6 +263,31 @@ def test_callback_target_and_expiry_by_hand() -> None:
     assert (q.callbacks_pending, q.oldest_callback_s, q.callbacks_expired) == (0, 0.0, 1)
 
 
+def test_a_callback_owed_for_hours_outlives_the_event_log() -> None:
+    """Events are kept about 80 minutes; a callback is owed until `callback_expiry_s`."""
+    engine = Engine(grace_s=0)
+    engine.add_many(
+        [
+            call("queued", -7300, "old", priority=1, site="north"),
+            call("callback_requested", -7200, "old"),  # two hours ago, never completed
+        ]
+    )
+    engine.compute(NOW)
+    engine.prune(NOW)
+    assert len(engine.log) == 0  # both events are gone from the log
+    q = engine.compute(NOW)["q"]
+    assert (q.callbacks_pending, q.oldest_callback_s, q.callbacks_expired) == (1, 7200.0, 0)
+    # still by its call's priority and site, though its call.queued was forgotten
+    assert (q.by_priority["1"].callbacks_pending, q.by_site["north"].callbacks_pending) == (1, 1)
+    assert sorted(q.by_priority) == ["1"]
+    engine.add(call("callback_completed", -60, "old", outcome="no_answer"))  # 7140 s on
+    done = engine.compute(NOW)["q"]
+    assert (done.callbacks_pending, done.windows[300].callback_rate) == (0, 0.0)
+    assert done.windows[300].callbacks_completed == 0  # no_answer is not a kept callback
+    assert sorted(done.by_priority) == ["1"]  # the completion is counted as its call's
+    assert done.by_priority["1"].window.callback_rate == 0.0
+
+
 def test_centre_sums_queues_and_counts_an_agent_once() -> None:
     engine = Engine()
     engine.add_many(v2_trace())
