@@ -183,6 +183,7 @@ class NotifyShell:
             closed = self.tracker.tick(now)
             await self.changed(closed, now)
             pushes = self.pager.on_tick(await self.config(), now)
+            self.pager.forget(older_than=now - 86400)  # resolved a day ago: done with
             if pushes:
                 pipe = self.redis.pipeline(transaction=True)
                 self._record(pipe, pushes, now)

@@ -116,6 +116,10 @@ def test_an_ack_stops_escalation_and_the_close_resolves() -> None:
     assert [(x.event, x.lead) for x in p.on_incident(closed, c, t + 400)] == [("resolve", "ann")]
     assert p.on_incident(closed, c, t + 401) == []
     assert Pager.from_json(p.as_json()) == p
+    p.forget(older_than=t + 400)
+    assert list(p.pages) == ["inc_1"]  # resolved at t + 400: kept until then
+    p.forget(older_than=t + 400.001)
+    assert p.pages == {}
 
 
 @pytest.mark.parametrize(
