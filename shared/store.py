@@ -72,6 +72,11 @@ class Keys:
         return f"{self.prefix}alerts"
 
     @property
+    def centre_parts(self) -> str:
+        """Each monitor's part of the centre totals, by instance (`shared.core.centre`)."""
+        return f"{self.prefix}centre:parts"
+
+    @property
     def audit(self) -> str:
         """Every change made through the API, newest first (contract 7)."""
         return f"{self.prefix}audit"

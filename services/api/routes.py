@@ -1,4 +1,7 @@
-"""The read API of contract 7: queues, alerts, actions, settings, forecast, staffing."""
+"""The read API of contract 7: queues, alerts, settings, forecast, staffing.
+
+The action routes are in actions.py.
+"""
 
 from __future__ import annotations
 
@@ -11,18 +14,19 @@ import orjson
 from fastapi import APIRouter, Body, Depends, Query, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
+from redis.exceptions import RedisError
 
 from services.api.auth import Principal
 from services.api.state import ApiState
+from shared.core.centre import merge
 from shared.core.erlang import agents_for_target, erlang_a, erlang_c
+from shared.core.monitor import centre_snapshot
 from shared.errors import FloorwatchError
 from shared.forecast import Forecast
 from shared.http import JsonResponse, bearer_token, json_response
-from shared.kafka import dumps
 from shared.messages.alerts import AlertChange, AlertRecord, apply_change
 from shared.notify_config import NotifyConfig
 from shared.store import atomic_update
-from shared.timefmt import iso_ms
 
 
 class ApiError(FloorwatchError):
@@ -132,7 +136,13 @@ def _validated(model: type[Model], body: dict[str, Any], what: str) -> Model:
     responses=_example({"as_of": "2026-11-11T20:00:00.000Z", "queues": [SNAPSHOT_EXAMPLE]}),
 )
 async def list_queues(who: Viewer, api: State) -> JsonResponse:
-    snapshots = [s for s in await api.snapshots() if api.visible(who, s)]
+    try:
+        every = await api.snapshots()
+    except RedisError:  # the board's fan-out keeps the latest of each queue from Kafka
+        every = [api.fanout.latest[q] for q in sorted(api.fanout.latest)]
+        if not every:
+            raise
+    snapshots = [s for s in every if api.visible(who, s)]
     as_of = max((str(s["as_of"]) for s in snapshots), default=None)
     return json_response({"as_of": as_of, "queues": snapshots})
 
@@ -143,10 +153,29 @@ async def list_queues(who: Viewer, api: State) -> JsonResponse:
     responses=_example(SNAPSHOT_EXAMPLE),
 )
 async def get_queue(queue_id: str, who: Viewer, api: State) -> JsonResponse:
-    raw = await api.redis.hget(api.keys.snapshots, queue_id)
-    if raw is None or not api.visible(who, orjson.loads(raw)):
+    try:
+        raw = await api.redis.hget(api.keys.snapshots, queue_id)
+        snapshot = orjson.loads(raw) if raw is not None else None
+    except RedisError:
+        snapshot = api.fanout.latest.get(queue_id)
+        if snapshot is None:
+            raise
+    if snapshot is None or not api.visible(who, snapshot):
         raise ApiError(404, f"queue {queue_id!r}: no snapshot yet")
-    return json_response(orjson.loads(raw))
+    return json_response(snapshot)
+
+
+@router.get("/centre", summary="Centre totals: every queue summed, each agent once")
+async def get_centre(who: Viewer, api: State) -> JsonResponse:
+    if who.scoped:
+        raise ApiError(404, "centre totals are for tokens that see every queue")
+    parts = [orjson.loads(v) for v in (await api.redis.hgetall(api.keys.centre_parts)).values()]
+    newest = max((float(p["now"]) for p in parts), default=None)
+    if newest is None:
+        raise ApiError(404, "no centre totals yet")
+    # parts of monitors that stopped ticking are left out (their queues moved on)
+    fresh = [p for p in parts if float(p["now"]) >= newest - 5 * api.settings.tick_s]
+    return json_response(centre_snapshot(merge(fresh)).model_dump(mode="json"))
 
 
 @router.get("/alerts", summary="Alerts, active (default) or all")
@@ -194,41 +223,6 @@ async def ack_alert(alert_id: str, who: Lead, api: State) -> JsonResponse:
         await api.publish("alerts", change.queue_id, change.as_json())
         await api.audit(who, "alert.ack", alert_id, None, {"acknowledged_by": who.name})
     return json_response(orjson.loads(stored))
-
-
-@router.get("/actions", summary="Dispatcher actions, newest first")
-async def list_actions(_: Viewer, api: State) -> JsonResponse:
-    return json_response({"actions": await api.actions()})
-
-
-async def _decide(action_id: str, who: Principal, api: ApiState, verdict: str) -> JsonResponse:
-    raw = await api.redis.hget(api.keys.actions, action_id)
-    if raw is None:
-        raise ApiError(404, f"action {action_id!r} not found")
-    action = orjson.loads(raw)
-    if action["state"] != "proposed":
-        raise ApiError(409, f"action {action_id!r} is {action['state']}, not proposed")
-    at = iso_ms(api.clock())
-    action = {
-        **action,
-        "state": verdict,
-        "changed_by": who.name,
-        "changed_at": at,
-        "history": [*action.get("history", []), {"state": verdict, "by": who.name, "at": at}],
-    }
-    await api.redis.hset(api.keys.actions, action_id, dumps(action))
-    await api.publish("actions", str(action["queue_id"]), action)
-    return json_response(action)
-
-
-@router.post("/actions/{action_id}/approve", summary="Approve a proposed action (lead)")
-async def approve(action_id: str, who: Lead, api: State) -> JsonResponse:
-    return await _decide(action_id, who, api, "approved")
-
-
-@router.post("/actions/{action_id}/reject", summary="Reject a proposed action (lead)")
-async def reject(action_id: str, who: Lead, api: State) -> JsonResponse:
-    return await _decide(action_id, who, api, "rejected")
 
 
 @router.put(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -19,6 +20,7 @@ from redis.exceptions import RedisError
 
 from services.monitor.settings import MonitorSettings
 from shared.consume import ConsumerLoop, DeadLetters, Poison
+from shared.core.centre import part
 from shared.core.monitor import Monitor, TickOutput
 from shared.core.tiers import QueueAlertState
 from shared.events import AgentEvent, CallEvent, InvalidEvent, decode_event
@@ -123,6 +125,7 @@ class Unstored:
     states: set[str] = field(default_factory=set)
     changes: list[AlertChange] = field(default_factory=list)
     as_of: str | None = None
+    centre: bytes | None = None  # this instance's part of the centre totals
 
     def add(self, out: TickOutput, snapshots: dict[str, bytes]) -> None:
         self.snapshots.update(snapshots)
@@ -161,6 +164,7 @@ class MonitorShell:
     unstored: Unstored = field(default_factory=lambda: Unstored())
     owned: set[TopicPartition] = field(default_factory=set)  # as the listener last said
     catching_up: dict[TopicPartition, int] = field(default_factory=dict)  # partition -> end
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
         self.monitor = Monitor(grace_s=self.settings.monitor_grace_s)
@@ -317,6 +321,8 @@ class MonitorShell:
             )
         await producer.flush()
         self.unstored.add(out, snapshots)
+        centre = part(now, out.stats.values(), self.monitor.engine.agents.values())
+        self.unstored.centre = dumps(centre)
         self.last_tick = out
         await self.store()
         self.metrics.tick_seconds.observe(time.perf_counter() - started)
@@ -359,6 +365,8 @@ class MonitorShell:
                 pipe.hset(self.keys.alert_states, queue_id, dumps(state.as_json()))
             if pending.as_of is not None:
                 pipe.set(self.keys.snapshots_as_of, dumps(pending.as_of))
+            if pending.centre is not None:
+                pipe.hset(self.keys.centre_parts, self.instance, pending.centre)
             await pipe.execute()
             while pending.changes:
                 await self.record_alert(pending.changes[0])
