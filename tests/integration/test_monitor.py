@@ -245,9 +245,20 @@ async def test_two_monitors_split_the_queues_and_agree_with_replay(
     await ensure_topics(settings)
     events = trace(30)
     await produce(stack, prefix, events)
-    async with serve(create_app(settings)), serve(create_app(settings)):
+    first, second = create_app(settings), create_app(settings)
+    async with serve(first), serve(second):
         await wait_for(redis_client, prefix, counted(30))
-        await asyncio.sleep(2.0)  # both members settled, both ticking
+        shells = [first.state.shell, second.state.shell]
+        deadline = time.monotonic() + 20
+        while not all(s.owned and not s.catching_up for s in shells):  # both members settled
+            assert time.monotonic() < deadline, "the two monitors never split the partitions"
+            await asyncio.sleep(0.05)
+        ticked = [s.last_tick.as_of if s.last_tick else 0.0 for s in shells]
+        while not all(
+            s.last_tick and s.last_tick.as_of > t for s, t in zip(shells, ticked, strict=True)
+        ):
+            assert time.monotonic() < deadline, "a monitor stopped ticking"
+            await asyncio.sleep(0.05)  # and both ticked since
     published = await read_topic(stack.bootstrap, prefix + "metrics", 1, settle_s=1.0)
     settled = [
         v for _, v in published if v["windows"]["300"]["arrivals"] > 0 or v["agents"]["staffed"]
