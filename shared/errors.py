@@ -64,21 +64,22 @@ class Invalid(FloorwatchError):
     status = 422
 
 
-class TooMany(FloorwatchError):
-    """A rate limit or a bound on in-flight work; try again after `Retry-After`."""
+class RetryLater(FloorwatchError):
+    """Nothing of the request was done; the client may send it again after `Retry-After`."""
+
+    retriable = True
+
+    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, round(retry_after_s)))})
+
+
+class TooMany(RetryLater):
+    """A rate limit or a bound on in-flight work."""
 
     status = 429
-    retriable = True
-
-    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
-        super().__init__(message, headers={"Retry-After": str(max(1, round(retry_after_s)))})
 
 
-class Unavailable(FloorwatchError):
-    """A dependency (the broker, Redis) is away; nothing of the request was done."""
+class Unavailable(RetryLater):
+    """A dependency (the broker, Redis) is away."""
 
     status = 503
-    retriable = True
-
-    def __init__(self, message: str, retry_after_s: float = 1.0) -> None:
-        super().__init__(message, headers={"Retry-After": str(max(1, round(retry_after_s)))})
