@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
+from shared.errors import Unavailable
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -20,10 +21,8 @@ TOPICS = ("events", "agents", "metrics", "alerts", "actions", "commands", "dlq")
 TOPIC_ALREADY_EXISTS = 36
 
 
-class BrokerUnavailable(RuntimeError):
+class BrokerUnavailable(Unavailable):
     """The broker did not acknowledge within the bound; nothing is acknowledged."""
-
-    retriable = True
 
 
 def dumps(value: Any) -> bytes:  # Any: any JSON-serialisable value
