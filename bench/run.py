@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from bench import engine, stack
+from bench import engine, scale, stack
 
 RUNS = 3
 RESULTS = Path(__file__).parent / "results"
@@ -88,6 +88,10 @@ def main() -> None:
     results["monitor.events_per_s"] = summary(
         [timed("monitor", lambda: asyncio.run(stack.monitor_events_per_s())) for _ in range(RUNS)]
     )
+    results["monitor.scale_events_per_s"] = {
+        str(k): timed(f"{k} monitors", lambda k=k: asyncio.run(scale.events_per_s(k)))
+        for k in (1, 2, 3)
+    }
     e2e_runs = [timed("e2e", lambda: asyncio.run(stack.e2e_latency_ms())) for _ in range(RUNS)]
     for key in ("p50_ms", "p95_ms", "p99_ms"):
         results[f"e2e.{key}"] = summary([r[key] for r in e2e_runs])
