@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 import httpx
@@ -36,11 +37,23 @@ class Stack:
     env: dict[str, str]
     services: list[Service] = field(default_factory=list)
     local: LocalStack | None = None
+    logs: Path | None = None  # each service's output goes to NAME.log here (else the terminal)
 
     def start(self, service: Service) -> None:
+        out = None
+        if self.logs is not None:
+            self.logs.mkdir(parents=True, exist_ok=True)
+            out = (self.logs / f"{service.name}.log").open("ab")
         service.proc = subprocess.Popen(  # noqa: S603  # our own python and module
-            [sys.executable, "-m", service.module], env=self.env, stdin=subprocess.DEVNULL
+            [sys.executable, "-m", service.module],
+            env=self.env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT if out is not None else None,
+            start_new_session=self.logs is not None,  # Ctrl-C reaches `up` alone: it stops them
         )
+        if out is not None:
+            out.close()
         self.services.append(service)
 
     def wait_ready(self, timeout_s: float = 60.0) -> None:
@@ -94,7 +107,10 @@ def run_stack(
     signal.signal(signal.SIGTERM, _stop_on_signal)
     env = dict(os.environ)
     env.setdefault("FLOORWATCH_INGEST_TOKENS", f"sim:{secrets.token_urlsafe(16)}")
-    env.setdefault("FLOORWATCH_API_TOKENS", f"dev:admin:{secrets.token_urlsafe(16)}")
+    env.setdefault(
+        "FLOORWATCH_API_TOKENS",
+        f"dev:admin:{secrets.token_urlsafe(16)},wall:viewer:{secrets.token_urlsafe(16)}",
+    )
     tokens = [t.split(":", 1)[0] for t in env["FLOORWATCH_INGEST_TOKENS"].split(",")]
     if simulator and "sim" not in tokens:  # the simulator posts as a telephony system "sim"
         env["FLOORWATCH_INGEST_TOKENS"] += f",sim:{secrets.token_urlsafe(16)}"
@@ -105,6 +121,7 @@ def run_stack(
     try:
         if kafka is None or redis_url is None:
             stack.local = LocalStack()
+            stack.logs = stack.local.workdir / "logs"
             if kafka is None:
                 stack.local.kafka = _start(stack.local, "kafka")
                 kafka = stack.local.bootstrap
@@ -136,22 +153,32 @@ def run_stack(
             env["FLOORWATCH_API_URL"] = f"http://127.0.0.1:{api_port}"
             stack.start(Service("simulator", "services.simulator", sim_port))
             stack.wait_ready()
-        admin_secret = env["FLOORWATCH_API_TOKENS"].split(",")[0].split(":", 2)[2]
-        print(f"wall board  http://127.0.0.1:{api_port}/?token={admin_secret}", flush=True)
-        print(f"api docs    http://127.0.0.1:{api_port}/docs", flush=True)
-        print(f"lead inbox  http://127.0.0.1:{api_port}/inbox?token={admin_secret}", flush=True)
-        print(f"ingest  http://127.0.0.1:{ingest_port}/v1/events", flush=True)
+        admin_secret = _secret(env["FLOORWATCH_API_TOKENS"], "admin")
+        viewer_secret = _secret(env["FLOORWATCH_API_TOKENS"], "viewer")
+        api = f"http://127.0.0.1:{api_port}"
+        wall = f"{api}/?token={viewer_secret}" if viewer_secret else f"{api}/"
+        print(f"wall board  {wall}   (a viewer token: fit for a TV)", flush=True)
+        print(f"lead's view {api}/   (paste the admin token below when asked)", flush=True)
+        print(f"api docs    {api}/docs", flush=True)
+        print(f"lead inbox  {api}/inbox?token={admin_secret}", flush=True)
+        print(f"ingest      http://127.0.0.1:{ingest_port}/v1/events", flush=True)
         print(f"ingest tokens (source:secret): {env['FLOORWATCH_INGEST_TOKENS']}", flush=True)
         print(f"api tokens (name:role:secret): {env['FLOORWATCH_API_TOKENS']}", flush=True)
+        if stack.logs is not None:
+            print(f"service logs {stack.logs}/", flush=True)
         print("ready", flush=True)
+        status = Status(api, admin_secret, sys.stdout.isatty())
         while all(s.proc is not None and s.proc.poll() is None for s in stack.services):
-            time.sleep(0.5)
+            status.show()
+            time.sleep(2.0)
+        status.end()
         failed = [
             s.name for s in stack.services if s.proc is not None and s.proc.poll() is not None
         ]
         print(f"stopped: {', '.join(failed)} exited", file=sys.stderr, flush=True)
         return 1
     except KeyboardInterrupt:
+        print("\nstopping the services, then the broker and Redis", flush=True)
         return 0
     except LocalStackError as exc:
         print(f"floorwatch up: {exc}", file=sys.stderr, flush=True)
@@ -180,6 +207,56 @@ def _demo_lead(env: dict[str, str], api_port: int, notify_port: int) -> None:
     answer = httpx.put(f"{api}/v1/notify/config", json=config, headers=admin, timeout=5)
     if answer.status_code != 200:
         raise LocalStackError(f"demo lead not configured: HTTP {answer.status_code}")
+
+
+def _secret(tokens: str, role: str) -> str | None:
+    """The secret of the first API token of this role (`name:role:secret`)."""
+    for spec in tokens.split(","):
+        parts = spec.strip().split(":", 2)
+        if len(parts) == 3 and parts[1] == role:
+            return parts[2].split(":", 1)[0]
+    return None
+
+
+@dataclass
+class Status:
+    """One line on the terminal, rewritten in place: what the floor looks like now."""
+
+    api: str
+    token: str | None
+    tty: bool
+    shown: bool = False
+
+    def line(self) -> str:
+        try:
+            r = httpx.get(
+                f"{self.api}/v1/queues",
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=2,
+            )
+            queues = r.json()["queues"] if r.status_code == 200 else []
+        except (httpx.HTTPError, ValueError, KeyError):
+            return "status: the API does not answer"
+        if not queues:
+            return "status: no queue yet"
+        worst = max(queues, key=lambda q: (q["surge"]["tier"], q["sl_breach"], q["waiting"]))
+        rate = next(iter(worst["windows"].values()))["answer_rate_live"]
+        shown = f"{rate:.0%}" if rate is not None else "-"
+        return (
+            f"{time.strftime('%H:%M:%S')}  {len(queues)} queues; worst {worst['queue_id'][:40]}:"
+            f" tier {worst['surge']['tier']}, answered in target {shown},"
+            f" {worst['waiting']} waiting"
+        )
+
+    def show(self) -> None:
+        if not self.tty:
+            return  # a log or a pipe gets no status line
+        print("\r\033[K" + self.line(), end="", flush=True)
+        self.shown = True
+
+    def end(self) -> None:
+        if self.shown:
+            print(flush=True)
 
 
 def _start(local: LocalStack, which: str) -> LocalServer:
