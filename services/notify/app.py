@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter
 
 from services.notify import inbound
 from services.notify.outbox import Outbox, OutboxMetrics
-from services.notify.service import NotifySettings, NotifyShell, decode_action, decode_snapshot
-from shared.consume import ConsumerLoop, DeadLetters, model_decoder
+from services.notify.service import NotifySettings, NotifyShell, decode_fact, decode_snapshot
+from shared.consume import ConsumerLoop, DeadLetters
 from shared.http import stack_ready
 from shared.kafka import ensure_topics, new_consumer, new_producer
-from shared.messages.alerts import AlertChange
 from shared.notify_config import webhook_key
 from shared.service import Running, build_app
 from shared.store import new_redis
@@ -42,21 +42,22 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
         app.state.shell = shell
         await shell.start()
         dlq = DeadLetters(producer, settings.topic("dlq"), dead)
-        group = settings.notify_group_id
-        alerts = new_consumer(settings, settings.topic("alerts"), group_id=group)
-        actions = new_consumer(settings, settings.topic("actions"), group_id=f"{group}.actions")
+        # alerts and actions in one consumer, partitions assigned by range: both topics are
+        # keyed by queue, so one notifier owns a queue's alerts and actions (contract 3)
+        facts = new_consumer(
+            settings, settings.topic("alerts"), settings.topic("actions"),
+            group_id=settings.notify_group_id,
+            partition_assignment_strategy=(RangePartitionAssignor,),
+        )  # fmt: skip
         snapshots = new_consumer(
             settings, settings.topic("metrics"), group_id=None, auto_offset_reset="latest"
         )
-        consumers = (alerts, actions, snapshots)
+        consumers = (facts, snapshots)
         for consumer in consumers:
             await consumer.start()
         loops: dict[str, ConsumerLoop[Any]] = {  # Any: each loop decodes its own type
-            "consume-alerts": ConsumerLoop(
-                alerts, model_decoder(AlertChange), shell.on_alert, dlq, commit=True
-            ),
-            "consume-actions": ConsumerLoop(
-                actions, decode_action, shell.on_action, dlq, commit=True
+            "consume-alerts-actions": ConsumerLoop(
+                facts, decode_fact, shell.on_fact, dlq, commit=True
             ),
             "consume-metrics": ConsumerLoop(snapshots, decode_snapshot, shell.on_snapshot, dlq),
         }

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from services.notify.channels import Request, build
 from services.notify.outbox import Outbox
 from services.notify.pager import Pager, Push
-from shared.consume import Poison
+from shared.consume import Poison, model_decoder
 from shared.core.incidents import Tracker, action_from_json, sample_from_snapshot
 from shared.kafka import dumps
 from shared.messages.alerts import AlertChange
@@ -59,6 +59,8 @@ def decode_snapshot(value: bytes | None) -> dict[str, Any]:  # Any: snapshot JSO
         if not isinstance(data, dict):
             raise Poison("a snapshot is a JSON object")
         sample_from_snapshot(data)
+    except Poison:
+        raise
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise Poison(f"snapshot: {type(exc).__name__}: {exc}"[:500]) from None
     return data
@@ -71,9 +73,26 @@ def decode_action(value: bytes | None) -> dict[str, Any]:  # Any: action JSON
         if not isinstance(data, dict) or not str(data.get("queue_id") or ""):
             raise Poison("an action is a JSON object with a queue_id")
         action_from_json(data)
+    except Poison:
+        raise
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ValidationError) as exc:
         raise Poison(f"action: {type(exc).__name__}: {exc}"[:500]) from None
     return data
+
+
+_decode_alert = model_decoder(AlertChange)
+
+
+def decode_fact(value: bytes | None) -> AlertChange | dict[str, Any]:  # Any: action JSON
+    """A record of `floorwatch.alerts` (typed) or of `floorwatch.actions` (read tolerantly):
+    one consumer reads both, so that one notifier owns a queue's alerts and actions alike."""
+    try:
+        data = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict) and "action_id" in data and "transition" not in data:
+        return decode_action(value)
+    return _decode_alert(value)
 
 
 @dataclass
@@ -132,6 +151,12 @@ class NotifyShell:
         async with self.lock:
             incident = self.tracker.on_alert(change)
             await self.changed([incident] if incident else [])
+
+    async def on_fact(self, record: ConsumerRecord, fact: AlertChange | dict[str, Any]) -> None:
+        if isinstance(fact, AlertChange):
+            await self.on_alert(record, fact)
+        else:
+            await self.on_action(record, fact)
 
     async def on_action(self, _: ConsumerRecord, data: dict[str, Any]) -> None:
         action = action_from_json(data)

@@ -16,6 +16,9 @@ from pydantic import ValidationError
 from services.notify.channels import build
 from services.notify.outbox import Outcome, classify, next_due
 from services.notify.pager import Pager, Push, lead_tag
+from services.notify.service import decode_fact
+from shared.consume import Poison
+from shared.messages.alerts import AlertChange
 from shared.messages.incidents import ActionView, AlertView, Incident
 from shared.notify_config import Channel, NotifyConfig, Rota, ack_what, link_ok, link_sig
 
@@ -225,3 +228,26 @@ def test_config_refuses_unknown_leads_and_zones() -> None:
                 "handovers": [{"weekday": 0, "at": "08:00", "leads": ["a"]}],
             }
         )
+
+
+@pytest.mark.parametrize(
+    ("raw", "decoded"),
+    [
+        (b'{"action_id": "a1", "queue_id": "q", "state": "sent", "created_at": "2026-11-11T20:00:00Z"}', dict),
+        (b'{"alert_id": "s:q:1", "kind": "surge", "queue_id": "q", "transition": "raised", "at": "2026-11-11T20:00:00Z"}',
+         AlertChange),
+        (b"{not json", "Invalid JSON"),
+        (b'{"action_id": "a1", "state": "sent"}', "an action is a JSON object with a queue_id"),
+        (b'{"action_id": "a1", "queue_id": "q", "state": "sent"}', "action: ValidationError"),
+        (b'{"alert_id": "s:q:1", "kind": "fire", "queue_id": "q", "transition": "raised", "at": "2026-11-11T20:00:00Z"}',
+         "kind: Input should be 'surge' or 'sl_breach'"),
+    ],
+)  # fmt: skip
+def test_one_consumer_reads_alerts_typed_and_actions_tolerantly(
+    raw: bytes, decoded: type | str
+) -> None:
+    if isinstance(decoded, type):
+        assert type(decode_fact(raw)) is decoded
+    else:
+        with pytest.raises(Poison, match=decoded):
+            decode_fact(raw)
