@@ -160,7 +160,8 @@ def run_stack(
         print(f"wall board  {wall}   (a viewer token: fit for a TV)", flush=True)
         print(f"lead's view {api}/   (paste the admin token below when asked)", flush=True)
         print(f"api docs    {api}/docs", flush=True)
-        print(f"lead inbox  {api}/inbox?token={admin_secret}", flush=True)
+        inbox = f"{api}/inbox?token={viewer_secret}" if viewer_secret else f"{api}/inbox"
+        print(f"lead inbox  {inbox}   (the demo lead's pushes)", flush=True)
         print(f"ingest      http://127.0.0.1:{ingest_port}/v1/events", flush=True)
         print(f"ingest tokens (source:secret): {env['FLOORWATCH_INGEST_TOKENS']}", flush=True)
         print(f"api tokens (name:role:secret): {env['FLOORWATCH_API_TOKENS']}", flush=True)
@@ -191,7 +192,9 @@ def _demo_lead(env: dict[str, str], api_port: int, notify_port: int) -> None:
     """Contract 8: a demo on-call lead whose pushes land in the local inbox (`/inbox`),
     unless the notify config already names leads (an existing Redis)."""
     api = f"http://127.0.0.1:{api_port}"
-    secret = env["FLOORWATCH_API_TOKENS"].split(",")[0].split(":", 2)[2]
+    secret = _secret(env["FLOORWATCH_API_TOKENS"], "admin")
+    if not secret:
+        return  # no admin token to configure it with
     admin = {"Authorization": f"Bearer {secret}"}
     current = httpx.get(f"{api}/v1/notify/config", headers=admin, timeout=5)
     if current.status_code == 200 and current.json().get("leads"):
