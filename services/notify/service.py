@@ -234,8 +234,8 @@ class NotifyShell:
         if raw is None:
             return None, channel.type, "the incident is gone"
         incident = Incident.model_validate_json(raw)
-        page = self.pager.pages.get(push.incident_id)
-        acked_by = page.acked_by if page is not None else None
+        # from the stored incident, not this process's pages: any notifier may send it
+        acked_by = next((a.acked_by for a in incident.alerts if a.acked_by), None)
         request = build(push, incident, channel, config, self.link_key, acked_by, time.time())
         return request, channel.type, ""
 

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from services.notify.channels import build
+from services.notify.channels import build, headline
 from services.notify.outbox import Outcome, classify, next_due
 from services.notify.pager import Pager, Push, lead_tag
 from services.notify.service import decode_fact
@@ -214,6 +214,8 @@ def test_slack_sms_and_pagerduty_requests() -> None:
     assert (form["To"], form["From"]) == (["+34 600 000 000"], ["+15550001"])
     assert form["Body"][0].startswith("[OPEN] Soporte Técnico/xxx")
     assert "\nAck: http://api/ack/surge%3Aq?by=Zo%C3%AB&sig=" in form["Body"][0]
+    assert headline(inc, "acknowledge", "Zoë").startswith("[ACK by Zoë] Soporte Técnico/xx")
+    assert headline(inc, "repeat").endswith(": surge tier 3, n/a of expected, answer rate n/a now")
 
 
 def test_config_refuses_unknown_leads_and_zones() -> None:
