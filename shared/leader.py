@@ -16,8 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -217,3 +220,33 @@ class Leader:
                 await self.lease.release(token)
             except (RedisError, OSError, TimeoutError):
                 log.warning("lease not released; it expires", extra={"lease": self.lease.name})
+
+
+def instance_id() -> str:
+    """Who holds a lease: host and process, and a random part (a restarted pid)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+# What a service does while it leads: start it, and get back how to stop it.
+Act = Callable[[], Awaitable[Callable[[], Awaitable[None]]]]
+
+
+async def while_leading(leader: Leader, act: Act, poll_s: float = 0.2) -> None:
+    """Run `act` whenever this instance leads, and stop what it started as soon as it
+    does not (the lease lost, or not renewed in time); until cancelled."""
+    stop: Callable[[], Awaitable[None]] | None = None
+    try:
+        while True:
+            # the token expires by the clock, not by an event: looked at every `poll_s`
+            leading = leader.token() is not None
+            if leading and stop is None:
+                log.warning("leading: starting", extra={"lease": leader.lease.name})
+                stop = await act()
+            elif not leading and stop is not None:
+                log.warning("no longer leading: stopping", extra={"lease": leader.lease.name})
+                await stop()
+                stop = None
+            await asyncio.sleep(poll_s)
+    finally:
+        if stop is not None:
+            await stop()

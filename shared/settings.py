@@ -24,6 +24,9 @@ class CommonSettings(BaseSettings):
         512, ge=4, le=10000, description="connections a process may open to Redis at once"
     )
     log_level: str = Field("INFO", description="logging level")
+    lease_ttl_ms: int = Field(
+        6000, ge=500, le=60000, description="the singletons' leader lease (dispatcher, notifier)"
+    )
     dispatch_mode: Literal["auto", "approve"] = Field(
         "auto", description="the dispatcher's mode for queues whose settings do not name one"
     )

@@ -218,11 +218,16 @@ async def test_a_receiver_that_is_down_still_gets_the_page_on_the_schedule(
     await redis.set(f"{prefix}notify:config", orjson.dumps(config(url)))
     async with serve(create_app(settings_for(stack, prefix))):
         await send(stack, prefix + "alerts", change("raised"))
-        # down for 1 s: 100 s on the real schedule (scale 0.01), attempts at 0 and 5 s fail
-        await asyncio.sleep(1.0)
+        # down: the attempts at 0 and 5 s (0.05 s at scale 0.01) fail; the third is due
+        # at 5 min (3 s here), so the deliveries wait with 2 attempts made
+        deadline = time.monotonic() + 10
+        tried: list[tuple[str, int]] = []
+        while tried != [("pending", 2)] * 2:
+            assert time.monotonic() < deadline, f"never two failed attempts each: {tried}"
+            await asyncio.sleep(0.05)
+            log = await deliveries(redis, prefix)
+            tried = sorted((d["status"], d["attempts"]) for d in log.values())
         assert receivers.calls["hook"] == []
-        log = await deliveries(redis, prefix)
-        assert sorted((d["status"], d["attempts"]) for d in log.values()) == [("pending", 2)] * 2
         async with serve_on(receivers.app, port):  # back: the third attempt (5 min) gets it
             await until(
                 lambda: len(receivers.calls["hook"]) == 1 and len(receivers.calls["pd"]) == 1
