@@ -21,12 +21,12 @@ from matplotlib.figure import Figure
 from services.api.auth import Principal
 from services.api.routes import State, Viewer
 from services.api.state import ApiState
+from shared.acks import acknowledge_alert
 from shared.errors import Forbidden, NotFound
 from shared.http import JsonResponse, bearer_token, json_response
-from shared.messages.alerts import AlertChange, AlertRecord, apply_change
 from shared.messages.incidents import Incident
 from shared.notify_config import ack_what, link_ok, page_what
-from shared.store import atomic_update, text
+from shared.store import text
 
 router = APIRouter()
 PAGE_HEADERS = {
@@ -218,34 +218,13 @@ async def ack_link(alert_id: str, api: State, by: str = "", sig: str = "") -> HT
     by, at = by[:200], api.clock()
     if not link_ok(await link_key(api), ack_what(alert_id, by), sig[:100], at):
         raise Forbidden("this ack link is wrong or has expired; acknowledge on the board")
-    acked: list[AlertChange] = []
-
-    def acknowledge(stored: bytes | None) -> bytes | None:
-        acked.clear()
-        if stored is None:
-            return None
-        record = AlertRecord.model_validate_json(stored)
-        if record.acknowledged_by is not None:
-            return None  # acknowledging twice changes nothing
-        change = AlertChange(
-            alert_id=alert_id,
-            kind=record.kind,
-            queue_id=record.queue_id,
-            transition="acknowledged",
-            by=by,
-            at=at,
-        )
-        acked.append(change)
-        return apply_change(record, change).model_dump_json().encode()
-
-    stored = await atomic_update(api.redis, api.keys.alerts, alert_id, acknowledge)
-    if stored is None:
+    record, change = await acknowledge_alert(api.redis, api.keys, alert_id, by, at)
+    if record is None:
         raise NotFound(f"alert {alert_id[:100]!r} not found")
-    for change in acked:
+    if change is not None:
         await api.publish("alerts", change.queue_id, change.as_json())
         after = {"acknowledged_by": by, "via": "signed link"}
         await api.audit(Principal(by, "lead"), "alert.ack", alert_id, None, after)
-    record = AlertRecord.model_validate_json(stored)
     return _message("Acknowledged", f"{record.queue_id}: acknowledged by {record.acknowledged_by}")
 
 

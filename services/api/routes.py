@@ -18,15 +18,15 @@ from redis.exceptions import RedisError
 
 from services.api.auth import Principal
 from services.api.state import ApiState
+from shared.acks import acknowledge_alert
 from shared.core.centre import merge
 from shared.core.erlang import agents_for_target, erlang_a, erlang_c
 from shared.core.monitor import centre_snapshot
 from shared.errors import FloorwatchError
 from shared.forecast import Forecast
 from shared.http import JsonResponse, bearer_token, json_response
-from shared.messages.alerts import AlertChange, AlertRecord, apply_change
+from shared.messages.alerts import AlertRecord
 from shared.notify_config import NotifyConfig
-from shared.store import atomic_update
 
 
 class ApiError(FloorwatchError):
@@ -195,34 +195,13 @@ async def ack_alert(alert_id: str, who: Lead, api: State) -> JsonResponse:
         raw = await api.redis.hget(api.keys.alerts, alert_id)
         if raw is not None:
             await api.check_queue(who, AlertRecord.model_validate_json(raw).queue_id)
-    at = api.clock()
-    acked: list[AlertChange] = []
-
-    def acknowledge(stored: bytes | None) -> bytes | None:
-        acked.clear()
-        if stored is None:
-            return None
-        record = AlertRecord.model_validate_json(stored)
-        if record.acknowledged_by is not None:
-            return None  # acknowledging twice changes nothing
-        change = AlertChange(
-            alert_id=alert_id,
-            kind=record.kind,
-            queue_id=record.queue_id,
-            transition="acknowledged",
-            by=who.name,
-            at=at,
-        )
-        acked.append(change)
-        return apply_change(record, change).model_dump_json().encode()
-
-    stored = await atomic_update(api.redis, api.keys.alerts, alert_id, acknowledge)
-    if stored is None:
+    record, change = await acknowledge_alert(api.redis, api.keys, alert_id, who.name, api.clock())
+    if record is None:
         raise ApiError(404, f"alert {alert_id!r} not found")
-    for change in acked:
+    if change is not None:
         await api.publish("alerts", change.queue_id, change.as_json())
         await api.audit(who, "alert.ack", alert_id, None, {"acknowledged_by": who.name})
-    return json_response(orjson.loads(stored))
+    return json_response(record.as_json())
 
 
 @router.put(

@@ -9,8 +9,9 @@ import orjson
 import redis.asyncio as aioredis
 from aiokafka import AIOKafkaProducer
 
+from shared.acks import acknowledge_alert
 from shared.kafka import dumps
-from shared.messages.alerts import AlertChange, AlertRecord, apply_change
+from shared.messages.alerts import AlertRecord
 from shared.settings import CommonSettings
 from shared.store import Keys, atomic_update
 from shared.timefmt import iso_ms
@@ -25,36 +26,14 @@ async def acknowledge(
 ) -> tuple[AlertRecord | None, bool]:
     """Acknowledge `alert_id` as `by`: the record (None when there is no such alert) and
     whether this call acknowledged it (acknowledging twice changes nothing)."""
-    at = time.time()
-    acked: list[AlertChange] = []
-
-    def change(stored: bytes | None) -> bytes | None:
-        acked.clear()
-        if stored is None:
-            return None
-        record = AlertRecord.model_validate_json(stored)
-        if record.acknowledged_by is not None:
-            return None
-        fact = AlertChange(
-            alert_id=alert_id,
-            kind=record.kind,
-            queue_id=record.queue_id,
-            transition="acknowledged",
-            by=by,
-            at=at,
-        )
-        acked.append(fact)
-        return apply_change(record, fact).model_dump_json().encode()
-
-    keys = Keys(settings.topic_prefix)
-    stored = await atomic_update(redis, keys.alerts, alert_id, change)
-    if stored is None:
-        return None, False
-    for fact in acked:
+    record, change = await acknowledge_alert(
+        redis, Keys(settings.topic_prefix), alert_id, by, time.time()
+    )
+    if change is not None:
         await producer.send_and_wait(
-            settings.topic("alerts"), dumps(fact.as_json()), key=fact.queue_id.encode()
+            settings.topic("alerts"), dumps(change.as_json()), key=change.queue_id.encode()
         )
-    return AlertRecord.model_validate_json(stored), bool(acked)
+    return record, change is not None
 
 
 async def approve(
