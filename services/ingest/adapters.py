@@ -95,23 +95,7 @@ def _contacts() -> Contacts:
     return Contacts()
 
 
-# ---- the names the ingest routes import ------------------------------------------------
-
-
-def asterisk_lines(lines: list[str]) -> list[Item]:
-    """Lines of queue_log as items (see `asterisk.parse_lines`), without member memory."""
-    from services.ingest.asterisk import parse_lines
-
-    return parse_lines(lines)
-
-
-def taskrouter_event(params: Mapping[str, str]) -> Item | None:
-    """The first item of one TaskRouter event callback (the route's older one-item shape;
-    `twilio.taskrouter_items` gives them all)."""
-    from services.ingest.twilio import taskrouter_items
-
-    items = taskrouter_items(params)
-    return items[0] if items else None
+# ---- older names ------------------------------------------------------------------------
 
 
 def twilio_signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:

@@ -31,7 +31,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic_core import PydanticSerializationError
 from redis.exceptions import RedisError
 
-from services.ingest.adapters import asterisk_lines, taskrouter_event, twilio_signature
+from services.ingest.adapters import AdapterMemory
+from services.ingest.asterisk import decode_body, parse_lines
 from services.ingest.batch import (
     Batch,
     Bounds,
@@ -41,7 +42,9 @@ from services.ingest.batch import (
     split_lines,
     validate_items,
 )
+from services.ingest.connect import SECRET_HEADER, connect_items, secret_matches
 from services.ingest.settings import IngestSettings
+from services.ingest.twilio import signature, taskrouter_items
 from shared.errors import NotFound, TooLarge, TooMany, Unauthorized, Unavailable
 from shared.events import AgentEvent, CallEvent, encode_event, event_key, is_agent_event
 from shared.http import JsonResponse, bearer_token, json_response
@@ -457,8 +460,14 @@ async def post_queue_log(request: Request, ingest: Ingest) -> JsonResponse:
     """Lines of Asterisk's queue_log (text); same answers as `/v1/events`, by line."""
     source = ingest.sender(request)
     body = await ingest.read_body(request)
-    lines = split_lines(body, ingest.settings.ingest_max_events)
-    return await ingest.accept(list(asterisk_lines(lines)), source)
+    # contract 2: every line is read, a legacy Latin-1 caller name included
+    lines = split_lines(decode_body(body).encode(), ingest.settings.ingest_max_events)
+    memory = adapter_memory(request)
+    members = memory.members_of(source)
+    items: list[object] = [*parse_lines(lines, members)]
+    answer = await ingest.accept(items, source)
+    memory.keep_members(source, members)  # taken: a refusal (429, 503) raised above
+    return answer
 
 
 @router.post("/v1/adapters/twilio/taskrouter", status_code=202)
@@ -470,8 +479,33 @@ async def post_taskrouter(request: Request, ingest: Ingest) -> JsonResponse:
     body = await ingest.read_body(request)
     params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     url = settings.twilio_callback_url or str(request.url)
-    expected = twilio_signature(settings.twilio_auth_token, url, params)
+    expected = signature(settings.twilio_auth_token, url, params)
     given = request.headers.get("x-twilio-signature", "")
     if not hmac.compare_digest(expected.encode(), given.encode()):
         raise Unauthorized("missing or wrong X-Twilio-Signature")
-    return await ingest.accept([taskrouter_event(params)], "twilio")
+    items: list[object] = [*taskrouter_items(params, adapter_memory(request).tasks)]
+    return await ingest.accept(items, "twilio")
+
+
+@router.post("/v1/adapters/connect/events", status_code=202)
+async def post_connect(request: Request, ingest: Ingest) -> JsonResponse:
+    """Amazon Connect contact events (as EventBridge delivers them) and agent event stream
+    records: one or an array; checked with the shared secret in X-Floorwatch-Secret."""
+    settings = ingest.settings
+    if not settings.connect_shared_secret:
+        raise NotFound("the Amazon Connect adapter is off (no shared secret set)")
+    if not secret_matches(settings.connect_shared_secret, request.headers.get(SECRET_HEADER)):
+        raise Unauthorized("missing or wrong X-Floorwatch-Secret")
+    body = await ingest.read_body(request)
+    records = split_body(body, settings.ingest_max_events)
+    contacts = adapter_memory(request).contacts
+    items: list[object] = [item for r in records for item in connect_items(r, contacts)]
+    return await ingest.accept(items, "connect")
+
+
+def adapter_memory(request: Request) -> AdapterMemory:
+    """What the adapters remember between requests in this process, made on first use."""
+    memory: AdapterMemory | None = getattr(request.app.state, "adapters", None)
+    if memory is None:
+        memory = request.app.state.adapters = AdapterMemory()
+    return memory
