@@ -33,9 +33,10 @@ async def test_asterisk_sample_with_a_latin_1_name(stack: LocalStack, prefix: st
     UNPAUSE, 2 PAUSE, 2 ends)."""
     body = (FIXTURES / "asterisk" / "support.queue_log").read_bytes()
     auth = {"Authorization": "Bearer s3cret"}
-    async with serve(create_app(settings_for(stack, prefix))) as url, httpx.AsyncClient(
-        base_url=url, timeout=30
-    ) as client:
+    async with (
+        serve(create_app(settings_for(stack, prefix))) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
         first = await client.post("/v1/adapters/asterisk/queue_log", content=body, headers=auth)
         assert (first.status_code, first.json()) == (
             202, {"accepted": 28, "duplicates": 0, "rejected": []}
@@ -59,9 +60,10 @@ async def test_twilio_callbacks_signed_by_twilio(stack: LocalStack, prefix: str)
     callbacks = json.loads((FIXTURES / "twilio" / "callbacks.json").read_text())
     validator = RequestValidator("tw-token")
     accepted = duplicates = 0
-    async with serve(create_app(settings_for(stack, prefix))) as url, httpx.AsyncClient(
-        base_url=url, timeout=30
-    ) as client:
+    async with (
+        serve(create_app(settings_for(stack, prefix))) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
         for form in callbacks:
             signed = {"X-Twilio-Signature": validator.compute_signature(TWILIO_URL, form)}
             r = await client.post("/v1/adapters/twilio/taskrouter", data=form, headers=signed)
@@ -81,9 +83,10 @@ async def test_connect_records_with_the_shared_secret(stack: LocalStack, prefix:
     contacts = (FIXTURES / "connect" / "contact-events.json").read_bytes()
     agents = (FIXTURES / "connect" / "agent-events.json").read_bytes()
     secret = {"X-Floorwatch-Secret": "cx-secret", "Content-Type": "application/json"}
-    async with serve(create_app(settings_for(stack, prefix))) as url, httpx.AsyncClient(
-        base_url=url, timeout=30
-    ) as client:
+    async with (
+        serve(create_app(settings_for(stack, prefix))) as url,
+        httpx.AsyncClient(base_url=url, timeout=30) as client,
+    ):
         wrong = {**secret, "X-Floorwatch-Secret": "cx-secret2"}
         r = await client.post("/v1/adapters/connect/events", content=contacts, headers=wrong)
         assert (r.status_code, r.json()) == (401, {"error": "missing or wrong X-Floorwatch-Secret"})
