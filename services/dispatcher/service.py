@@ -248,5 +248,9 @@ async def tick_forever(shell: DispatcherShell, tick_s: float) -> None:
         try:
             await shell.tick(whole_ms(time.time()))
         except (KafkaError, RedisError, OSError):
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # the client turned our cancellation into its own error: stop, as asked
+                raise asyncio.CancelledError from None
             log.warning("dispatcher tick failed; retried at the next tick", exc_info=True)
         await asyncio.sleep(max(0.0, tick_s - (time.monotonic() - began)))
