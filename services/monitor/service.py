@@ -408,6 +408,9 @@ async def tick_forever(
             # producer then waits for them) is noticed and mended within a few ticks
             await asyncio.wait_for(shell.tick(whole_ms(clock())), max(5.0, 3 * tick_s))
         except (KafkaError, RedisError, OSError, TimeoutError):
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # a client turned our cancellation into its own error: stop
             log.warning("tick failed; retried at the next tick", exc_info=True)
             await recreate_topics(shell)
         try:

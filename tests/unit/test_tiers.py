@@ -21,8 +21,10 @@ from shared.queue_settings import QueueSettings
 from tests.conftest import T0, iso
 
 NOW = T0.timestamp()
-ONE = QueueSettings(surge_windows_s=[300])  # one surge window, the primary one
-FOUR = QueueSettings()  # the default windows 30, 60, 300, 900
+# the tables are worked at the contract's significance level, 1e-4 (the default is lower)
+P = 1e-4
+ONE = QueueSettings(surge_windows_s=[300], surge_p_value=P)  # one surge window, the primary one
+FOUR = QueueSettings(surge_p_value=P)  # the default windows 30, 60, 300, 900
 
 
 def tail(n: int, mean: int) -> float:
@@ -126,7 +128,7 @@ def test_expected_from_forecast_declared_or_baseline(
 
 def test_a_forecast_not_covering_the_window_falls_back() -> None:
     late = Forecast(queue_id="q", start=T0 - timedelta(seconds=100), interval_s=300, arrivals=[9])
-    s = QueueSettings(surge_windows_s=[30, 300])
+    s = QueueSettings(surge_windows_s=[30, 300], surge_p_value=P)
     st = stats(0, {30: (0, 720), 300: (0, 720)}, s)
     assert expected_for(30, st, late)[1] == "forecast"  # (NOW - 30, NOW] is covered
     assert expected_for(30, st, late)[0] == pytest.approx(0.9)
@@ -223,7 +225,7 @@ def test_tiers_enter_at_once_and_leave_one_at_a_time() -> None:
 
 
 def test_no_step_down_while_another_window_still_indicates_the_tier() -> None:
-    s = QueueSettings(surge_windows_s=[30, 300])
+    s = QueueSettings(surge_windows_s=[30, 300], surge_p_value=P)
     state = step(QueueAlertState(), stats(0, {30: (100, None), 300: (2000, None)}, s), flat(1000)).state  # fmt: skip
     assert state.tier == 3
     for at in (2, 200):  # 300 s at 1.0, but the 30 s window still at 3x (p = 3e-22)
@@ -288,7 +290,7 @@ def test_the_baseline_is_frozen_while_a_surge_lasts() -> None:
 
 
 def test_a_new_line_gets_tiers_from_its_declared_rate() -> None:
-    s = QueueSettings(surge_windows_s=[30, 300], expected_per_hour=1200.0)
+    s = QueueSettings(surge_windows_s=[30, 300], expected_per_hour=1200.0, surge_p_value=P)
     # its first minute: no hour observed, 40 calls in 30 s against 10 declared
     result = step(QueueAlertState(), stats(60, {30: (40, None), 300: (60, None)}, s), None)
     assert (result.state.tier, result.surge.window_s, result.surge.basis) == (3, 30, "declared")
@@ -390,7 +392,7 @@ def test_replay_reproduces_tiers_and_alerts_tick_by_tick() -> None:
         for i in range(1, 31)
     ]
     forecasts = forecasts_from({"q": {"start": iso(-3600), "interval_s": 300, "arrivals": [60] * 24}})  # fmt: skip
-    settings = queue_settings_from({"q": {"surge_windows_s": [30]}})
+    settings = queue_settings_from({"q": {"surge_windows_s": [30], "surge_p_value": P}})
     got = replay_ticks([*lines, b"not json"], NOW + 40, 2.0, settings, forecasts)
     assert [b.line for b in got.bad] == [31]
     # ticks at T0+2, +4, ...: 18 calls by T0+18 is p = 5.7e-5 <= 1e-4 (16 by T0+16 is
@@ -413,8 +415,19 @@ def test_replay_reproduces_tiers_and_alerts_tick_by_tick() -> None:
 def test_a_window_without_a_frozen_baseline_borrows_the_nearest() -> None:
     # tier 1 entered when only the 300 s window's hour (600 calls) had been observed
     state = QueueAlertState(tier=1, since=NOW, surge_id="s", frozen_per_hour={300: 600.0, 900: 1200.0})  # fmt: skip
-    s = QueueSettings(surge_windows_s=[30, 300, 900])
+    s = QueueSettings(surge_windows_s=[30, 300, 900], surge_p_value=P)
     st = stats(0, {30: (12, 3000), 300: (90, 3000), 900: (400, 3000)}, s)
     assert expected_for(30, st, None, state) == (5.0, "baseline")  # 600 an hour, for 30 s
     assert expected_for(900, st, None, state) == (300.0, "baseline")  # its own, frozen
     assert expected_for(30, st, None, QueueAlertState()) == (25.0, "baseline")  # not frozen
+
+
+def test_the_default_significance_does_not_page_on_chance_alone() -> None:
+    """The default `surge_p_value` is 1e-7, not the contract's 1e-4 (README, "Decisions"):
+    a 2-calls-a-minute queue gets 10 calls in 30 s (ratio 10) about once in 9 million
+    windows, which at 1e-4 is a tier 3; an 8x step of 20 calls a minute still is one."""
+    assert QueueSettings().surge_p_value == 1e-7
+    quiet = sum(math.exp(-1.0) / math.factorial(k) for k in range(10))  # P(X <= 9 | 1)
+    assert poisson_tail(10, 1.0) == pytest.approx(1.0 - quiet, rel=1e-9)  # 1.1e-7
+    assert 1e-7 < poisson_tail(10, 1.0) <= 1e-4  # a tier 3 at 1e-4, none at the default
+    assert poisson_tail(80, 10.0) < 1e-7  # 8x of 20/min in 30 s: tier 3 at the default too
