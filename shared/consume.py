@@ -104,6 +104,7 @@ class ConsumerLoop(Generic[T]):
             try:
                 batches = await self.consumer.getmany(timeout_ms=self.poll_ms)
             except KafkaError:
+                _stop_if_cancelled()
                 log.warning("poll failed; polling again", exc_info=True)
                 await asyncio.sleep(self.retry_s)
                 continue
@@ -149,6 +150,7 @@ class ConsumerLoop(Generic[T]):
                 await self.handle(record, value)
                 return
             except RETRIABLE:
+                _stop_if_cancelled()
                 log.warning("handling failed for a passing reason; retrying", exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_s)
@@ -170,6 +172,7 @@ class ConsumerLoop(Generic[T]):
                 await self.dlq.send(record, reason)
                 return
             except KafkaError:
+                _stop_if_cancelled()
                 log.warning("DLQ write failed; retrying", exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_s)
@@ -179,3 +182,11 @@ class ConsumerLoop(Generic[T]):
             await asyncio.wait_for(self.consumer.commit(), self.commit_timeout_s)
         except (KafkaError, TimeoutError):  # a rebalance or a lost topic: read again later
             log.warning("commit failed; records may be read again", exc_info=True)
+
+
+def _stop_if_cancelled() -> None:
+    """Clients (redis-py, aiokafka) may turn a task's cancellation into their own error:
+    a loop that retries on those errors must still stop when it is being cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

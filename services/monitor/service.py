@@ -164,6 +164,7 @@ class MonitorShell:
     unstored: Unstored = field(default_factory=lambda: Unstored())
     owned: set[TopicPartition] = field(default_factory=set)  # as the listener last said
     catching_up: dict[TopicPartition, int] = field(default_factory=dict)  # partition -> end
+    agents_behind: dict[TopicPartition, int] = field(default_factory=dict)  # the same, agents
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
@@ -187,6 +188,10 @@ class MonitorShell:
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         self.agents.assign(tps)
         await self.agents.seek_to_beginning(*tps)
+        # no queue is reported before every agent event so far is read: agents by state
+        # would otherwise show 0 for the first ticks after a start
+        ends = await self.agents.end_offsets(tps)
+        self.agents_behind = {tp: end for tp, end in ends.items() if end > 0}
 
     async def open_consumer(self) -> None:
         """Join the monitors' group on the events topic; assignment rewinds (see _Rewind)."""
@@ -283,6 +288,8 @@ class MonitorShell:
         if consumer is None:
             return lambda _q: False
         every = sorted(consumer.partitions_for_topic(topic) or [])
+        if self.agents_behind:
+            return lambda _q: False
         mine = {
             tp.partition for tp in self.owned if tp.topic == topic and tp not in self.catching_up
         }
@@ -329,7 +336,12 @@ class MonitorShell:
         return out
 
     async def check_caught_up(self) -> None:
-        """Partitions newly assigned count as ours once read up to their end at assignment."""
+        """Partitions newly assigned count as ours once read up to their end at assignment;
+        no queue is ours before the agents topic is read up to its end at start."""
+        if self.agents is not None:
+            for tp, end in list(self.agents_behind.items()):
+                if await _position(self.agents, tp) >= end:
+                    del self.agents_behind[tp]
         consumer = self.consumer
         if consumer is None or not self.catching_up:
             return

@@ -190,7 +190,7 @@ async def test_no_token_ticket_or_signature_reaches_the_log(stack: LocalStack, p
     lines = [orjson.loads(line)["msg"] for line in text.splitlines()]
     assert '"GET /?token=[redacted] HTTP/1.1" 200' in " ".join(lines)
     assert '"GET /v1/queues?x=1&TOKEN=[redacted] HTTP/1.1" 401' in " ".join(lines)
-    assert '"GET /ack/a1?sig=[redacted] HTTP/1.1" 404' in " ".join(lines)
+    assert '"GET /ack/a1?sig=[redacted] HTTP/1.1" 403' in " ".join(lines)  # a wrong signature
     ws_lines = [
         m for m in lines if m.endswith('"WebSocket /v1/ws/board?ticket=[redacted]" [accepted]')
     ]
