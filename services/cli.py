@@ -8,6 +8,7 @@ from pathlib import Path
 
 import orjson
 
+from shared.files import read_bounded
 from shared.runtime import tune_gc
 from shared.timefmt import parse_ts
 
@@ -18,14 +19,7 @@ def _config(path_text: str | None, flag: str) -> object:
     """The JSON of a --forecast or --settings file ({} when not given)."""
     if path_text is None:
         return {}
-    path = Path(path_text)
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_CONFIG_BYTES + 1)
-    except OSError as exc:
-        raise ValueError(f"{flag} {path_text[:200]}: {exc.strerror or exc}") from None
-    if len(data) > MAX_CONFIG_BYTES:
-        raise ValueError(f"{flag} {path_text[:200]}: larger than {MAX_CONFIG_BYTES} bytes")
+    data = read_bounded(Path(path_text), MAX_CONFIG_BYTES, f"{flag} {path_text[:200]}")
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:

@@ -32,6 +32,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.files import read_bounded
+
 SCENARIOS = (
     "steady",
     "promo-night",
@@ -149,11 +151,5 @@ def load_scenario(name: str) -> Scenario:
         raise ValueError(
             f"unknown scenario {name[:100]!r}: one of {', '.join(SCENARIOS)}, or a .json file"
         )
-    try:
-        with path.open("rb") as f:
-            data = f.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise ValueError(f"{name[:200]}: {exc.strerror or exc}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise ValueError(f"{name[:200]}: larger than {MAX_FILE_BYTES} bytes")
+    data = read_bounded(path, MAX_FILE_BYTES, name)
     return Scenario.model_validate(json.loads(data))
