@@ -422,12 +422,13 @@ def test_a_window_without_a_frozen_baseline_borrows_the_nearest() -> None:
     assert expected_for(30, st, None, QueueAlertState()) == (25.0, "baseline")  # not frozen
 
 
-def test_the_default_significance_does_not_page_on_chance_alone() -> None:
-    """The default `surge_p_value` is 1e-7, not the contract's 1e-4 (README, "Decisions"):
-    a 2-calls-a-minute queue gets 10 calls in 30 s (ratio 10) about once in 9 million
-    windows, which at 1e-4 is a tier 3; an 8x step of 20 calls a minute still is one."""
-    assert QueueSettings().surge_p_value == 1e-7
+def test_a_tiny_queue_at_the_default_significance_and_at_1e_7() -> None:
+    """The default `surge_p_value` is the contract's 1e-4 (README, "Decisions"): a
+    2-calls-a-minute queue gets 10 calls in 30 s (ratio 10) about once in 9 million
+    windows, a tier 3 at 1e-4 and none at 1e-7; an 8x step of 20 calls a minute is a
+    tier 3 at both."""
+    assert QueueSettings().surge_p_value == 1e-4
     quiet = sum(math.exp(-1.0) / math.factorial(k) for k in range(10))  # P(X <= 9 | 1)
     assert poisson_tail(10, 1.0) == pytest.approx(1.0 - quiet, rel=1e-9)  # 1.1e-7
-    assert 1e-7 < poisson_tail(10, 1.0) <= 1e-4  # a tier 3 at 1e-4, none at the default
-    assert poisson_tail(80, 10.0) < 1e-7  # 8x of 20/min in 30 s: tier 3 at the default too
+    assert 1e-7 < poisson_tail(10, 1.0) <= 1e-4
+    assert poisson_tail(80, 10.0) < 1e-7
