@@ -80,8 +80,11 @@ async def stack_ready(settings: CommonSettings, client: aioredis.Redis) -> dict[
     return {"broker": broker, "redis": cache}
 
 
+GRACE_S = 10  # open connections (board streams) get this long to close on shutdown
+
+
 def serve_forever(app: FastAPI, settings: CommonSettings, host: str, port: int) -> None:
     """Run a service's app with uvicorn and JSON logs (a service's `__main__`)."""
     setup_logging(settings.log_level)
     tune_gc()
-    uvicorn.run(app, host=host, port=port, log_config=None)
+    uvicorn.run(app, host=host, port=port, log_config=None, timeout_graceful_shutdown=GRACE_S)

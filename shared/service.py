@@ -77,7 +77,11 @@ def build_app(
             yield
         finally:
             await tasks.stop()
-            await service.stop()
+            try:
+                async with asyncio.timeout(tasks.stop_timeout_s):
+                    await service.stop()
+            except TimeoutError:
+                log.error("%s: clients did not close within %.0f s", title, tasks.stop_timeout_s)
             running.clear()
 
     app = FastAPI(title=title, version="2", lifespan=lifespan, description=description)

@@ -14,11 +14,14 @@ log = logging.getLogger(__name__)
 # Any: a coroutine's send and throw types are irrelevant to its owner
 Job = Coroutine[Any, Any, None]
 
+STOP_TIMEOUT_S = 10.0  # how long a stop waits for cancelled tasks before naming them
+
 
 class TaskGroup:
     """The long-running tasks of one service."""
 
-    def __init__(self) -> None:
+    def __init__(self, stop_timeout_s: float = STOP_TIMEOUT_S) -> None:
+        self.stop_timeout_s = stop_timeout_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self.failed: dict[str, str] = {}  # task name -> what killed it
         self._stopping = False
@@ -46,16 +49,16 @@ class TaskGroup:
         """Stop one task on purpose (e.g. to start it anew): not counted as dead."""
         task = self._tasks.pop(name, None)
         if task is not None:
-            await cancel_all([task])
+            await cancel_all([task], self.stop_timeout_s)
 
     def readiness(self) -> dict[str, bool]:
         """`task:<name>` False for each task that died (merged into `/readyz`)."""
         return {f"task:{name}": False for name in self.failed}
 
     async def stop(self) -> None:
-        """Cancel every task and wait for it."""
+        """Cancel every task and wait for it, at most `stop_timeout_s`."""
         self._stopping = True
-        await cancel_all(list(self._tasks.values()))
+        await cancel_all(list(self._tasks.values()), self.stop_timeout_s)
         self._tasks.clear()
 
 
@@ -71,10 +74,21 @@ def supervised(name: str, job: Job) -> asyncio.Task[None]:
     return task
 
 
-async def cancel_all(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel tasks and wait for them to finish."""
+async def cancel_all(
+    tasks: list[asyncio.Task[None]], timeout_s: float = STOP_TIMEOUT_S
+) -> list[str]:
+    """Cancel tasks and wait for them to finish, at most `timeout_s`; return (and log)
+    the names of those that would not end, so one stuck task cannot hang a shutdown."""
     for task in tasks:
         task.cancel()
+    if not tasks:
+        return []
+    _, pending = await asyncio.wait(tasks, timeout=timeout_s)
     for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        if task.done() and not task.cancelled():
+            with contextlib.suppress(Exception):
+                task.exception()  # retrieved: its owner logged it already
+    left = sorted(task.get_name() for task in pending)
+    if left:
+        log.error("tasks did not end %.0f s after cancel: %s", timeout_s, ", ".join(left))
+    return left

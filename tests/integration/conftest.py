@@ -19,7 +19,10 @@ from shared.localstack import LocalStack, free_port
 async def serve(app: FastAPI) -> AsyncIterator[str]:
     """Run an app with uvicorn on a free 127.0.0.1 port; yield its base URL."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
+        timeout_graceful_shutdown=5,
+    )  # fmt: skip
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:
