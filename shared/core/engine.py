@@ -8,6 +8,7 @@ the primary window's breakdowns by site, priority and channel; `centre` sums the
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -53,6 +54,7 @@ from shared.events import (
 )
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
 
+log = logging.getLogger(__name__)
 BASELINE_S = 3600.0  # contract 5: the baseline is the hour before the surge window
 AGENT_STATES = ("available", "busy", "wrap_up", "not_ready")
 # tuples, not unions: isinstance is faster with them on the hot path
@@ -364,15 +366,23 @@ class Engine:
         self,
         settings: Callable[[str], QueueSettings] | None = None,
         grace_s: float = 300.0,
+        max_events: int | None = None,
     ) -> None:
         self.settings_for = settings or (lambda _q: DEFAULT_QUEUE_SETTINGS)
         self.grace_s = grace_s
+        # the most events held (None: no cap); `prune` forgets the oldest beyond it
+        self.max_events = max_events
+        self.capped_events = 0  # events forgotten because of the cap (a counter to export)
+        self.floor = -math.inf  # the cap forgot everything at or before this time
+        self._cap_logged = -math.inf
         self.log = EventLog()
         self.queue_ids: list[str] = []
         self._qindex: dict[str, int] = {}
         self.site_ids: list[str] = ["unknown"]  # contract 4: calls of unknown site
         self._sindex: dict[str, int] = {"unknown": UNKNOWN_SITE}
-        self._seen: dict[tuple[str, str], float] = {}
+        # dedup by (source, event_id), or by event_id alone when there is no source (a
+        # string key never equals a tuple key, and costs 56 bytes less an event)
+        self._seen: dict[str | tuple[str, str], float] = {}
         # per (queue, call): the earliest call.queued time and the call's attributes
         self._calls: dict[tuple[int, str], tuple[float, Attrs]] = {}
         # events waiting for their call.queued: (ts, seq, whether the wait is unknown)
@@ -427,11 +437,12 @@ class Engine:
 
     def add(self, event: CallEvent | AgentEvent) -> bool:
         """Count one event; False when it was seen before (by source and event_id)."""
-        key = (event.source or "", event.event_id)
+        source = event.source
+        key = (source, event.event_id) if source else event.event_id
         if key in self._seen:
             return False
         ts = event.ts.timestamp()
-        if ts <= self.horizon - self._retention:
+        if ts <= self.horizon - self._retention or ts <= self.floor:
             self.skipped_old += 1
             return False
         self._seen[key] = ts
@@ -791,12 +802,46 @@ class Engine:
 
     # ---- memory --------------------------------------------------------------
 
-    def prune(self, now: float, every_s: float = 30.0) -> None:
-        """Forget what can no longer change any number at or after `now`."""
-        if now - self._last_prune < every_s:
-            return
-        self._last_prune = now
-        cutoff = now - self.retention_s()
+    def prune(self, now: float, every_s: float = 30.0) -> int:
+        """Forget what can no longer change any number at or after `now`, and the oldest
+        events beyond `max_events`; returns how many events the cap forgot."""
+        dropped = self._cap(now)
+        if now - self._last_prune >= every_s:
+            self._last_prune = now
+            self._forget(now, now - self.retention_s())
+        return dropped
+
+    def _cap(self, now: float) -> int:
+        """Hold at most `max_events` events: forget the oldest (every event of the latest
+        time forgotten goes too), with their dedup and call entries. Windows and baseline
+        spans that start at or after the cut keep every number; a queue's baseline reads
+        "not yet observed" (None) while its span reaches back past the cut, rather than
+        an undercount that would look like a surge; events at or before the cut are
+        skipped from then on (`skipped_old`), so a re-delivery is never counted twice."""
+        if self.max_events is None or len(self.log) <= self.max_events:
+            return 0
+        cutoff = self.log.cutoff_keeping(self.max_events)
+        if cutoff is None:
+            return 0
+        dropped = self.log.drop_before(cutoff)
+        self.capped_events += dropped
+        self.floor = max(self.floor, cutoff)
+        self._first_seen = [max(t, cutoff) for t in self._first_seen]
+        self._forget(now, cutoff)
+        if now - self._cap_logged >= 60.0:  # one line a minute while the cap bites
+            self._cap_logged = now
+            log.warning(
+                "event cap reached: forgot %d events at or before %.0f s ago (%d in all); "
+                "windows reaching further back count only what is held",
+                dropped,
+                now - cutoff,
+                self.capped_events,
+                extra={"max_events": self.max_events, "capped_events": self.capped_events},
+            )
+        return dropped
+
+    def _forget(self, now: float, cutoff: float) -> None:
+        """Forget events at or before `cutoff`, and the state kept for them."""
         self.log.drop_before(cutoff)
         self._seen = {k: t for k, t in self._seen.items() if t > cutoff}
         self._calls = {k: v for k, v in self._calls.items() if v[0] > cutoff}

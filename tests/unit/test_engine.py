@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -372,3 +373,95 @@ def test_a_monitor_reports_only_the_queues_it_owns() -> None:
     out = monitor.tick(NOW, owns=lambda q: q == "q2")
     assert [s["queue_id"] for s in out.snapshots] == ["q2"]
     assert sorted(monitor.tick(NOW + 1).stats) == ["q", "q2"]
+
+
+def capped_trace() -> list[CallEvent | AgentEvent]:
+    return [
+        call("queued", -4000, "c1"),  # 1
+        call("answered", -3990, "c1", agent_id="a1"),  # 2
+        call("queued", -3000, "c2"),  # 3
+        call("abandoned", -2990, "c2"),  # 4
+        call("queued", -200, "c3"),  # 5
+        call("answered", -180, "c3", agent_id="a1"),  # 6: wait 20
+    ]
+
+
+# max_events: events forgotten, the cut, events held, per window (arrivals, answered,
+# abandoned), baseline_arrivals of the 300 s surge window (the span (-3900, -300])
+CAPS = [
+    (None, 0, -math.inf, 6, {300: (1, 1, 0), 900: (1, 1, 0), 3600: (2, 1, 1)}, 1),
+    (6, 0, -math.inf, 6, {300: (1, 1, 0), 900: (1, 1, 0), 3600: (2, 1, 1)}, 1),
+    # events 1 and 2 go: every window and the baseline span start after the cut
+    (4, 2, -3990.0, 4, {300: (1, 1, 0), 900: (1, 1, 0), 3600: (2, 1, 1)}, 1),
+    (5, 1, -4000.0, 5, {300: (1, 1, 0), 900: (1, 1, 0), 3600: (2, 1, 1)}, 1),
+    # event 3 goes too: the hour loses c2's arrival, the baseline span reaches past the cut
+    (3, 3, -3000.0, 3, {300: (1, 1, 0), 900: (1, 1, 0), 3600: (1, 1, 1)}, None),
+    (2, 4, -2990.0, 2, {300: (1, 1, 0), 900: (1, 1, 0), 3600: (1, 1, 0)}, None),
+]
+
+
+@pytest.mark.parametrize(("cap", "dropped", "cut", "held", "windows", "baseline"), CAPS)
+def test_the_event_cap_forgets_the_oldest_first(
+    cap: int | None,
+    dropped: int,
+    cut: float,
+    held: int,
+    windows: dict[int, tuple[int, int, int]],
+    baseline: int | None,
+) -> None:
+    engine = Engine(max_events=cap)
+    engine.add_many(capped_trace())
+    engine.compute(NOW)
+    assert engine.prune(NOW) == dropped
+    assert (engine.capped_events, engine.floor - NOW, len(engine.log)) == (dropped, cut, held)
+    q = engine.compute(NOW)["q"]
+    got = {w: (m.arrivals, m.answered, m.abandoned) for w, m in q.windows.items()}
+    assert (got, q.baseline_arrivals) == (windows, baseline)
+    assert q.windows[300].asa_s == 20.0
+
+
+def test_figures_within_what_the_cap_keeps_are_unchanged() -> None:
+    capped, full = Engine(max_events=9), Engine()
+    trace = hand_trace()
+    for engine in (capped, full):
+        engine.add_many(trace)
+        engine.add_many(capped_trace())
+        engine.compute(NOW)
+        engine.prune(NOW)
+    assert (capped.capped_events, len(capped.log), len(full.log)) == (
+        22 + 6 - 9, 9, 22 + 6,
+    )  # fmt: skip
+    a, b = capped.compute(NOW)["q"], full.compute(NOW)["q"]
+    # the hand trace's 22 call events and c3's two lead: the nine latest, from c11's
+    # call.queued at 0 back to c9's at -45, are held; the cut falls on c8's at -50
+    assert capped.floor == NOW - 50
+    kept = [e for e in [*trace, *capped_trace()] if e.ts.timestamp() > NOW - 50]
+    fresh = Engine()
+    fresh.add_many(kept)
+    assert a.windows == fresh.compute(NOW)["q"].windows
+    assert a.windows != b.windows
+
+
+def test_after_the_cap_an_event_at_or_before_the_cut_is_skipped() -> None:
+    engine = Engine(max_events=4)
+    trace = capped_trace()
+    engine.add_many(trace)
+    engine.compute(NOW)
+    engine.prune(NOW)
+    assert not engine.add(trace[0])  # a re-delivery of a forgotten event: not counted twice
+    assert not engine.add(call("queued", -3990, "late"))  # at the cut
+    assert engine.add(call("queued", -3989, "later"))  # after it
+    assert engine.skipped_old == 2
+
+
+def test_the_cap_logs_a_line_when_it_bites(caplog: pytest.LogCaptureFixture) -> None:
+    engine = Engine(max_events=4)
+    engine.add_many(capped_trace())
+    engine.compute(NOW)
+    with caplog.at_level("WARNING", logger="shared.core.engine"):
+        engine.prune(NOW)
+        engine.prune(NOW + 1)  # nothing more to forget: no second line
+    assert [r.getMessage() for r in caplog.records] == [
+        "event cap reached: forgot 2 events at or before 3990 s ago (2 in all); "
+        "windows reaching further back count only what is held"
+    ]
