@@ -15,9 +15,12 @@ from shared.core.engine import (
     QueueStats,
     WindowMetrics,
 )
+from shared.core.intervals import Intervals
 from shared.core.tiers import QueueAlertState, SurgeView, step
+from shared.events import AgentEvent, AgentSkillsChanged, AgentStateChanged, CallEvent
 from shared.forecast import Forecast
 from shared.messages.alerts import AlertChange
+from shared.messages.intervals import Interval, Today
 from shared.messages.snapshots import Centre, Snapshot
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
 from shared.timefmt import iso_ms
@@ -39,9 +42,11 @@ def _windows(windows: dict[int, WindowMetrics]) -> dict[str, object]:
     return {str(w): m.as_json() for w, m in windows.items()}
 
 
-def snapshot(stats: QueueStats, surge: SurgeView, state: QueueAlertState) -> Snapshot:
+def snapshot(
+    stats: QueueStats, surge: SurgeView, state: QueueAlertState, today: Today | None = None
+) -> Snapshot:
     """One queue's snapshot in the shape of `GET /v1/queues/{queue_id}` (contract 7)."""
-    return _validated(snapshot_fields(stats, surge, state))
+    return _validated(snapshot_fields(stats, surge, state, today))
 
 
 def _validated(fields: dict[str, object]) -> Snapshot:
@@ -49,18 +54,20 @@ def _validated(fields: dict[str, object]) -> Snapshot:
     return Snapshot.model_validate_json(orjson.dumps(fields))
 
 
-def snapshot_json(stats: QueueStats, surge: SurgeView, state: QueueAlertState) -> dict[str, object]:
+def snapshot_json(
+    stats: QueueStats, surge: SurgeView, state: QueueAlertState, today: Today | None = None
+) -> dict[str, object]:
     """The same snapshot as JSON-ready values (`Snapshot(...).model_dump(mode="json")`)."""
-    fields = snapshot_fields(stats, surge, state)
+    fields = snapshot_fields(stats, surge, state, today)
     _validated(fields)
     return fields
 
 
 def snapshot_fields(
-    stats: QueueStats, surge: SurgeView, state: QueueAlertState
+    stats: QueueStats, surge: SurgeView, state: QueueAlertState, today: Today | None = None
 ) -> dict[str, object]:
     """The values of a `Snapshot`, from the engine's and the tier machine's figures."""
-    return {
+    fields = {
         "queue_id": stats.queue_id,
         "as_of": iso_ms(stats.now),
         "windows": _windows(stats.windows),
@@ -86,6 +93,9 @@ def snapshot_fields(
         },
         "sl_breach": state.breach,
     }
+    # contract 4: from local midnight to now (null where intervals are not kept)
+    fields["today"] = today.model_dump(mode="json") if today is not None else None
+    return fields
 
 
 def centre_snapshot(c: CentreStats) -> Centre:
@@ -115,6 +125,7 @@ class TickOutput:
     changes: list[AlertChange]
     stats: dict[str, QueueStats]
     updates: list[AlertChange] = field(default_factory=list)  # contract 5: the numbers now
+    intervals: list[Interval] = field(default_factory=list)  # contract 4: closed at this tick
     _models: list[Snapshot] | None = None
 
     @property
@@ -138,6 +149,8 @@ class Monitor:
     forecasts: dict[str, Forecast] = field(default_factory=dict)
     states: dict[str, QueueAlertState] = field(default_factory=dict)
     grace_s: float = 300.0
+    # contract 4: intervals and today; None where no one reads them (the simulator)
+    intervals: Intervals | None = None
     engine: Engine = field(init=False)
 
     def __post_init__(self) -> None:
@@ -145,6 +158,17 @@ class Monitor:
 
     def settings_for(self, queue_id: str) -> QueueSettings:
         return self.settings.get(queue_id, DEFAULT_QUEUE_SETTINGS)
+
+    def add(self, event: CallEvent | AgentEvent) -> bool:
+        """Count one event (False when seen before); a late one reopens its interval."""
+        counted = self.engine.add(event)
+        if (
+            counted
+            and self.intervals is not None
+            and not isinstance(event, (AgentStateChanged, AgentSkillsChanged))
+        ):
+            self.intervals.note(event.queue_id, event.ts.timestamp())
+        return counted
 
     def centre(self, stats: dict[str, QueueStats]) -> Centre:
         """contract 4: the centre totals of these queues (a tick's `stats`)."""
@@ -159,6 +183,11 @@ class Monitor:
         stats = self.engine.compute(now)
         if owns is not None:
             stats = {q: s for q, s in stats.items() if owns(q)}
+        days = (
+            self.intervals.tick(now, self.engine, stats, self.forecasts)
+            if self.intervals is not None
+            else None
+        )
         snapshots: list[dict[str, object]] = []
         changes: list[AlertChange] = []
         updates: list[AlertChange] = []
@@ -171,6 +200,8 @@ class Monitor:
             self.states[queue_id] = result.state
             changes.extend(result.changes)
             updates.extend(result.updates)
-            snapshots.append(snapshot_fields(stats[queue_id], result.surge, result.state))
+            today = days.today.get(queue_id) if days is not None else None
+            snapshots.append(snapshot_fields(stats[queue_id], result.surge, result.state, today))
         self.engine.prune(now)
-        return TickOutput(now, snapshots, changes, stats, updates)
+        closed = days.closed if days is not None else []
+        return TickOutput(now, snapshots, changes, stats, updates, closed)

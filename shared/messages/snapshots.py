@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.messages.alerts import Instant
+from shared.messages.intervals import Today
 
 Count = Annotated[int, Field(ge=0)]
 Rate = Annotated[float, Field(ge=0, le=1)] | None
@@ -103,6 +104,7 @@ class Snapshot(PointInTime):
     by_channel: dict[Literal["voice", "chat", "email", "callback"], Breakdown]
     surge: Surge
     sl_breach: bool
+    today: Today | None = None  # contract 4: from local midnight to as_of
 
 
 class Centre(PointInTime):
