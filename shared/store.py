@@ -76,6 +76,18 @@ class Keys:
         """Each monitor's part of the centre totals, by instance (`shared.core.centre`)."""
         return f"{self.prefix}centre:parts"
 
+    def intervals(self, queue_id: str, site: str | None = None) -> str:
+        """A queue's closed intervals (contract 4), or those of one site of it: JSON
+        members of a sorted set scored by the interval's start (epoch seconds)."""
+        if site is None:
+            return f"{self.prefix}intervals:queue:{queue_id}"
+        return f"{self.prefix}intervals:site:{len(site)}:{site}:{queue_id}"
+
+    @property
+    def intervals_closed(self) -> str:
+        """Per queue: the end (epoch seconds) of the last interval the monitor closed."""
+        return f"{self.prefix}intervals:closed"
+
     @property
     def audit(self) -> str:
         """Every change made through the API, newest first (contract 7)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from shared.core.intervals import Intervals
 from shared.core.monitor import Monitor
 from shared.events import AgentEvent, CallEvent, InvalidEvent, parse_event
 from shared.forecast import Forecast
@@ -28,7 +29,7 @@ def replay(
     forecasts: dict[str, Forecast] | None = None,
 ) -> tuple[dict[str, object], list[BadLine]]:
     """Feed JSON lines in file order, then compute at `at`; returns the body and bad lines."""
-    monitor = Monitor(settings=settings or {}, forecasts=forecasts or {})
+    monitor = Monitor(settings=settings or {}, forecasts=forecasts or {}, intervals=Intervals())
     bad: list[BadLine] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -39,7 +40,7 @@ def replay(
             bad.append(BadLine(number, [f"not JSON: {exc}"]))
             continue
         try:
-            monitor.engine.add(parse_event(raw))
+            monitor.add(parse_event(raw))
         except InvalidEvent as exc:
             bad.append(BadLine(number, exc.errors))
     return monitor.tick(at).queues_json(), bad
@@ -85,7 +86,7 @@ def replay_ticks(
     (and not fed yet) are fed in file order; the last tick, at `at`, gets every event
     left, as `replay` does. Tiers, `since` and alerts then follow the live monitor's.
     """
-    monitor = Monitor(settings=settings or {}, forecasts=forecasts or {})
+    monitor = Monitor(settings=settings or {}, forecasts=forecasts or {}, intervals=Intervals())
     events, bad = parse_lines(lines)
     first = min((e.epoch for e in events), default=at)
     count = max(0, math.floor((at - first) / tick_s))
@@ -99,7 +100,7 @@ def replay_ticks(
     body: dict[str, object] = {}
     for k, batch in enumerate(batches):
         for event in batch:
-            monitor.engine.add(event)
+            monitor.add(event)
         out = monitor.tick(at - (count - k) * tick_s)
         changes.extend(out.changes)
         for change in [*out.changes, *out.updates]:

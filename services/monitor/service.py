@@ -18,15 +18,18 @@ from aiokafka.structs import ConsumerRecord
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from redis.exceptions import RedisError
 
+from services.monitor.intervals import store_intervals, stored_state
 from services.monitor.settings import MonitorSettings
 from shared.consume import ConsumerLoop, DeadLetters, Poison
 from shared.core.centre import part
+from shared.core.intervals import Intervals
 from shared.core.monitor import Monitor, TickOutput
 from shared.core.tiers import QueueAlertState
 from shared.events import AgentEvent, CallEvent, InvalidEvent, decode_event
 from shared.forecast import Forecast
 from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
 from shared.messages.alerts import AlertChange, AlertRecord, apply_change
+from shared.messages.intervals import Interval
 from shared.queue_settings import QueueSettings
 from shared.store import JsonHash, Keys, atomic_update, text
 from shared.tasks import TaskGroup
@@ -126,9 +129,17 @@ class Unstored:
     changes: list[AlertChange] = field(default_factory=list)
     as_of: str | None = None
     centre: bytes | None = None  # this instance's part of the centre totals
+    intervals: list[Interval] = field(default_factory=list)  # contract 4: closed ones
+    closed_through: dict[str, float] = field(default_factory=dict)
+    now: float = 0.0
 
-    def add(self, out: TickOutput, snapshots: dict[str, bytes]) -> None:
+    def add(
+        self, out: TickOutput, snapshots: dict[str, bytes], closed_through: dict[str, float]
+    ) -> None:
         self.snapshots.update(snapshots)
+        self.intervals.extend(out.intervals)
+        self.closed_through.update(closed_through)
+        self.now = out.as_of
         self.states.update(c.queue_id for c in [*out.changes, *out.updates])
         # contract 5: the numbers now; only the latest `updated` of an alert is worth storing
         fresh = {c.alert_id for c in out.updates}
@@ -140,7 +151,7 @@ class Unstored:
 
     @property
     def empty(self) -> bool:
-        return not (self.snapshots or self.states or self.changes or self.as_of)
+        return not (self.snapshots or self.states or self.changes or self.as_of or self.intervals)
 
 
 @dataclass
@@ -170,6 +181,10 @@ class MonitorShell:
     def __post_init__(self) -> None:
         self.monitor = Monitor(grace_s=self.settings.monitor_grace_s)
         self.monitor.engine.horizon = time.time()  # skip what is older than every window
+        # contract 4: the log holds every event after this; each queue's intervals go on
+        # from where Redis says they were closed (`seed_intervals`)
+        complete_from = self.monitor.engine.horizon - self.monitor.engine.retention_s()
+        self.monitor.intervals = Intervals(complete_from=complete_from, require_seed=True)
         self.keys = Keys(self.settings.topic_prefix)
         self.settings_hash = JsonHash(QueueSettings, self.keys.queue_settings)
         self.forecasts_hash = JsonHash(Forecast, self.keys.forecasts)
@@ -277,7 +292,7 @@ class MonitorShell:
         await self.loop(consumer, commit).run()
 
     async def handle(self, record: ConsumerRecord, event: CallEvent | AgentEvent) -> None:
-        counted = self.monitor.engine.add(event)
+        counted = self.monitor.add(event)
         self.processed += 1
         self.metrics.events.labels("counted" if counted else "skipped").inc()
 
@@ -306,7 +321,9 @@ class MonitorShell:
         started = time.perf_counter()
         await self.refresh_from_redis()
         await self.check_caught_up()
-        out = self.monitor.tick(now, self.owner())
+        owns = self.owner()
+        await self.seed_intervals(owns, now)
+        out = self.monitor.tick(now, owns)
         producer = self.producer
         assert producer is not None  # noqa: S101  # started before ticking
         metrics_topic, alerts_topic = self.settings.topic("metrics"), self.settings.topic("alerts")
@@ -327,13 +344,43 @@ class MonitorShell:
                 alerts_topic, change.model_dump_json().encode(), key=change.queue_id.encode()
             )
         await producer.flush()
-        self.unstored.add(out, snapshots)
+        self.unstored.add(out, snapshots, self.closed_through(out))
         centre = part(now, out.stats.values(), self.monitor.engine.agents.values())
         self.unstored.centre = dumps(centre)
         self.last_tick = out
         await self.store()
         self.metrics.tick_seconds.observe(time.perf_counter() - started)
         return out
+
+    def closed_through(self, out: TickOutput) -> dict[str, float]:
+        """Where the intervals of the queues that closed one this tick now end."""
+        core = self.monitor.intervals
+        if core is None:
+            return {}
+        marks = {}
+        for queue_id in {r.queue_id for r in out.intervals}:
+            q = core.queues.get(queue_id)
+            if q is not None and q.closed_through is not None:
+                marks[queue_id] = q.closed_through
+        return marks
+
+    async def seed_intervals(self, owns: Callable[[str], bool], now: float) -> None:
+        """contract 4: a queue this instance reports for the first time (a start, a
+        rebalance) goes on from its stored intervals: where they end, and today's."""
+        core = self.monitor.intervals
+        if core is None:
+            return
+        waiting = [q for q in self.monitor.engine.queue_ids if owns(q) and not core.seeded(q)]
+        if not waiting:
+            return
+        try:
+            found = await stored_state(self.redis, self.keys, waiting, now)
+        except RedisError:
+            self.metrics.redis_errors.inc()
+            log.warning("redis unavailable; intervals wait for their stored state")
+            return
+        for queue_id, (mark, today) in found.items():
+            core.seed(queue_id, mark, today)
 
     async def check_caught_up(self) -> None:
         """Partitions newly assigned count as ours once read up to their end at assignment;
@@ -380,6 +427,10 @@ class MonitorShell:
             if pending.centre is not None:
                 pipe.hset(self.keys.centre_parts, self.instance, pending.centre)
             await pipe.execute()
+            await store_intervals(
+                self.redis, self.keys, pending.intervals, pending.now, pending.closed_through
+            )
+            pending.intervals, pending.closed_through = [], {}
             while pending.changes:
                 await self.record_alert(pending.changes[0])
                 pending.changes.pop(0)

@@ -39,6 +39,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.monitor.rebuild import recompute
 from shared.core.erlang import agents_for_target
 from shared.core.intervals import Intervals, local_midnight
 from shared.core.monitor import Monitor
@@ -264,3 +265,14 @@ def test_today_starts_at_local_midnight() -> None:
 def test_local_midnight(when: str, zone: str, midnight: str) -> None:
     now = datetime.fromisoformat(when).timestamp()
     assert local_midnight(now, zone) == datetime.fromisoformat(midnight).timestamp()
+
+
+def test_a_rebuild_from_the_events_gives_the_same_intervals() -> None:
+    # ticks every 300 s of event time: 09:55, 10:00, ... as the live ticks above
+    rebuilt = recompute(trace(), B0, B0 + 1800, tick_s=300, forecasts={"billing": FORECAST})
+    got = {(r.site, r.public()["start"]): figures(r) for r in rebuilt}
+    assert got == {
+        (site, f"2026-11-11T{start}:00.000Z"): tuple(values)
+        for site, start, *values in EXPECTED
+        if start != "09:45"
+    }
