@@ -55,6 +55,9 @@ async def services(
         "FLOORWATCH_API_TOKENS": f"bench:admin:{API_TOKEN}",
         "FLOORWATCH_TICK_S": str(tick_s),
         "FLOORWATCH_LOG_LEVEL": "WARNING",
+        # throughput, not admission, is measured: the per-token rate limit (2,000/s by
+        # default) would refuse most of the load with 429s; it is still checked per request
+        "FLOORWATCH_INGEST_RATE_PER_S": "100000000",
     }
     stack = Stack(env, local=local)
     urls: dict[str, str] = {"bootstrap": local.bootstrap}

@@ -150,6 +150,9 @@ CallEvent = (
 AgentEvent = AgentStateChanged | AgentSkillsChanged
 Event = Annotated[CallEvent | AgentEvent, Field(discriminator="type")]
 EVENT_ADAPTER: TypeAdapter[CallEvent | AgentEvent] = TypeAdapter(Event)
+# a whole batch in one call into pydantic-core (no Python between its events)
+EVENTS_ADAPTER: TypeAdapter[list[CallEvent | AgentEvent]] = TypeAdapter(list[Event])
+_VALIDATE_JSON = EVENT_ADAPTER.validator.validate_json  # without the adapter's wrapper
 
 _MESSAGES = {
     "timezone_aware": "timestamp must include a UTC offset",
@@ -226,6 +229,33 @@ def decode_event(data: bytes | str) -> CallEvent | AgentEvent:
     except orjson.JSONDecodeError as exc:
         raise InvalidEvent([f"not JSON: {exc}"]) from None
     return parse_event(raw)
+
+
+def parse_events(raws: list[object]) -> list[CallEvent | AgentEvent] | None:
+    """Validate decoded JSON values as events in one call; None when any is invalid (then
+    `parse_event` on each says which and why)."""
+    try:
+        return EVENTS_ADAPTER.validate_python(raws)
+    except ValidationError:
+        return None
+
+
+def decode_events(data: list[bytes]) -> list[CallEvent | AgentEvent | InvalidEvent]:
+    """Decode and validate JSON-encoded events: each the event `decode_event` returns, or
+    the InvalidEvent it raises. Each record on its own (records joined into one array
+    could pair a string opened in one with a quote in the next), straight into
+    pydantic-core's validator."""
+    validate = _VALIDATE_JSON
+    out: list[CallEvent | AgentEvent | InvalidEvent] = []
+    for raw in data:
+        try:
+            out.append(validate(raw))
+        except ValidationError:
+            try:
+                out.append(decode_event(raw))
+            except InvalidEvent as exc:
+                out.append(exc)
+    return out
 
 
 def encode_event(event: CallEvent | AgentEvent) -> bytes:

@@ -14,6 +14,7 @@ import hmac
 import logging
 import math
 import time
+from collections import Counter as Tally
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,18 +38,20 @@ from services.ingest.batch import (
     Batch,
     Bounds,
     Rejection,
+    is_flat,
     queues_named,
     split_body,
     split_lines,
     validate_items,
 )
 from services.ingest.connect import SECRET_HEADER, connect_items, secret_matches
+from services.ingest.produce import send_batched
 from services.ingest.settings import IngestSettings
 from services.ingest.twilio import signature, taskrouter_items
 from shared.errors import NotFound, TooLarge, TooMany, Unauthorized, Unavailable
 from shared.events import AgentEvent, CallEvent, encode_event, event_key, is_agent_event
 from shared.http import JsonResponse, bearer_token, json_response
-from shared.kafka import BrokerUnavailable, ensure_topics, new_producer, send_all
+from shared.kafka import BrokerUnavailable, ensure_topics, new_producer
 from shared.store import Keys
 
 log = logging.getLogger(__name__)
@@ -76,12 +79,30 @@ return out
 """
 
 # ids Kafka acknowledged, remembered in one command (500 pipelined SETs cost ingest more
-# CPU to encode and parse than validating the events); ARGV[1] the TTL in seconds
+# CPU to encode and parse than validating the events); ARGV[1] the TTL in seconds, ARGV[2]
+# the keys' common prefix, ARGV[3] the rest of each key, one a line: one argument to
+# encode rather than one a key (a source and an event id never hold a line break)
 REMEMBER = """
-for _, key in ipairs(KEYS) do
-  redis.call('SET', key, '1', 'EX', ARGV[1])
+local n = 0
+for rest in string.gmatch(ARGV[3], '[^\\n]+') do
+  redis.call('SET', ARGV[2] .. rest, '1', 'EX', ARGV[1])
+  n = n + 1
 end
-return #KEYS
+return n
+"""
+
+# which of these ids Kafka already acknowledged: ARGV[1] the keys' common prefix, ARGV[2]
+# the rest of each, one a line; the 0-based positions of those found (mostly none)
+SEEN = """
+local found = {}
+local i = 0
+for rest in string.gmatch(ARGV[2], '[^\\n]+') do
+  if redis.call('EXISTS', ARGV[1] .. rest) == 1 then
+    found[#found + 1] = i
+  end
+  i = i + 1
+end
+return found
 """
 
 
@@ -239,6 +260,7 @@ class IngestService:
         )
         self.admit_script = self.redis.register_script(ADMIT_QUEUES)
         self.remember_script = self.redis.register_script(REMEMBER)
+        self.seen_script = self.redis.register_script(SEEN)
 
     @property
     def queues_key(self) -> str:
@@ -265,8 +287,9 @@ class IngestService:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def accept(self, items: list[object], source: str) -> JsonResponse:
-        """Admit (429 before any work), validate, drop duplicates, produce, answer."""
+    async def accept(self, items: list[object], source: str, flat: bool = False) -> JsonResponse:
+        """Admit (429 before any work), validate, drop duplicates, produce, answer.
+        `flat`: no item nests objects or arrays (`is_flat`)."""
         n = len(items)
         if not await self.in_flight.room_for(n):
             self.metrics.refused.labels("capacity").inc()
@@ -278,15 +301,15 @@ class IngestService:
                 self.metrics.refused.labels("rate").inc()
                 per_s = self.settings.ingest_rate_per_s
                 raise TooMany(f"rate limit of {per_s} events/s for {source} exceeded", wait)
-            return await self._accept(items, source)
+            return await self._accept(items, source, flat)
 
     # ---- the work ------------------------------------------------------------------
 
-    async def _accept(self, items: list[object], source: str) -> JsonResponse:
+    async def _accept(self, items: list[object], source: str, flat: bool) -> JsonResponse:
         settings, metrics = self.settings, self.metrics
         metrics.batch_size.observe(len(items))
         bounds = Bounds(self.clock(), settings.ingest_max_future_skew_s, settings.ingest_max_age_s)
-        batch = validate_items(items, source, bounds)
+        batch = validate_items(items, source, bounds, flat)
         known = await self.seen(batch)
         fresh = [(i, e) for i, e in batch.events if i not in known]
         fresh = await self.within_queue_cap(fresh, batch)
@@ -307,26 +330,29 @@ class IngestService:
         status = 422 if batch.rejected and not fresh and not duplicates else 202
         return json_response(body, status)
 
-    def _dedup_key(self, event: CallEvent | AgentEvent) -> str:
-        return self.keys.dedup(event.source or "", event.event_id)
+    def _dedup_keys(self, events: list[Indexed]) -> tuple[str, str]:
+        """The dedup keys of these events (`Keys.dedup`) as their common prefix and the
+        rest of each, one a line."""
+        prefix = self.keys.dedup("", "")[:-1]  # "<prefix>dedup:", then "<source>:<event_id>"
+        return prefix, "\n".join([f"{e.source or ''}:{e.event_id}" for _, e in events])
 
     async def seen(self, batch: Batch) -> set[int]:
-        """Indexes of events Kafka already acknowledged (one MGET). Empty when Redis is
-        down: duplicates are then left to the monitor's dedup."""
+        """Indexes of events Kafka already acknowledged (one script call). Empty when
+        Redis is down: duplicates are then left to the monitor's dedup."""
         if not batch.events:
             return set()
         try:
-            found = await self.redis.mget([self._dedup_key(e) for _, e in batch.events])
+            found = await self.seen_script(args=list(self._dedup_keys(batch.events)))
         except (RedisError, OSError):
             log.warning("redis unreachable: duplicates are left to the monitor's dedup")
             return set()
-        return {i for (i, _), hit in zip(batch.events, found, strict=True) if hit is not None}
+        return {batch.events[int(n)][0] for n in found}
 
     async def remember(self, acked: list[Indexed]) -> None:
         """Remember acknowledged ids; a failure here costs a duplicate the monitor drops."""
-        keys = [self._dedup_key(event) for _, event in acked]
+        prefix, rest = self._dedup_keys(acked)
         try:
-            await self.remember_script(keys=keys, args=[self.settings.ingest_dedup_ttl_s])
+            await self.remember_script(args=[self.settings.ingest_dedup_ttl_s, prefix, rest])
         except (RedisError, OSError):
             log.warning("redis unreachable: a resent event is left to the monitor's dedup")
 
@@ -378,7 +404,7 @@ class IngestService:
         timeout_s = self.settings.ingest_produce_timeout_s
         try:
             producer = await self.get_producer()
-            await send_all(producer, records, timeout_s)
+            await send_batched(producer, records, timeout_s)
         except BrokerUnavailable as exc:
             await self.drop_producer()
             log.warning("broker unavailable", extra={"source": source, "events": len(records)})
@@ -389,11 +415,11 @@ class IngestService:
 
     def count(self, batch: Batch, fresh: list[Indexed], known: set[int], source: str) -> None:
         events = self.metrics.events
-        for _, e in fresh:
-            events.labels(source, e.type, "accepted").inc()
-        for i, e in batch.events:
-            if i in known:
-                events.labels(source, e.type, "duplicate").inc()
+        for kind, n in Tally(e.type for _, e in fresh).items():  # one series update a type
+            events.labels(source, kind, "accepted").inc(n)
+        if known:
+            for kind, n in Tally(e.type for i, e in batch.events if i in known).items():
+                events.labels(source, kind, "duplicate").inc(n)
         if batch.repeats:
             events.labels(source, "repeat", "duplicate").inc(batch.repeats)
         if batch.rejected:
@@ -452,7 +478,8 @@ async def post_events(request: Request, ingest: Ingest) -> JsonResponse:
     """Accept one event or an array of at most 1000; 202 once Kafka has them all."""
     source = ingest.sender(request)
     body = await ingest.read_body(request)
-    return await ingest.accept(split_body(body, ingest.settings.ingest_max_events), source)
+    items = split_body(body, ingest.settings.ingest_max_events)
+    return await ingest.accept(items, source, is_flat(body, items))
 
 
 @router.post("/v1/adapters/asterisk/queue_log", status_code=202)

@@ -1,0 +1,59 @@
+"""Records to Kafka in one batch per topic and partition, every ack awaited (contract 2)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from shared.kafka import BrokerUnavailable
+
+Record = tuple[str, bytes, bytes]  # topic, key, value
+
+
+def by_partition(
+    records: Sequence[Record], partition_of: dict[tuple[str, bytes], int]
+) -> dict[tuple[str, int], list[tuple[bytes, bytes]]]:
+    """The (key, value) pairs of each (topic, partition), in the order sent; `partition_of`
+    maps every (topic, key) to its partition."""
+    groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
+    for topic, key, value in records:
+        partition = partition_of[(topic, key)]
+        groups.setdefault((topic, partition), []).append((key, value))
+    return groups
+
+
+async def send_batched(
+    producer: AIOKafkaProducer, records: Sequence[Record], timeout_s: float
+) -> None:
+    """Send every record, one batch per topic and partition (as many as the producer's
+    batch size needs), each key to the partition `send` would pick; wait for every ack,
+    or raise BrokerUnavailable."""
+
+    async def _send() -> None:
+        partition_of: dict[tuple[str, bytes], int] = {}
+        for topic in {topic for topic, _, _ in records}:
+            await producer.client._wait_on_metadata(topic)  # what `send` waits for first
+        for topic, key, value in records:
+            if (topic, key) not in partition_of:  # the default partitioner: murmur2 of the key
+                partition_of[(topic, key)] = producer._partition(
+                    topic, None, key, value, key, value
+                )
+        futures = []
+        for (topic, partition), pairs in by_partition(records, partition_of).items():
+            batch = producer.create_batch()
+            for key, value in pairs:
+                if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                    futures.append(await producer.send_batch(batch, topic, partition=partition))
+                    batch = producer.create_batch()
+                    batch.append(key=key, value=value, timestamp=None)  # an empty one takes any
+            futures.append(await producer.send_batch(batch, topic, partition=partition))
+        await asyncio.gather(*futures)
+
+    try:
+        await asyncio.wait_for(_send(), timeout_s)
+    except (TimeoutError, KafkaError) as exc:
+        reason = f"broker did not acknowledge within {timeout_s:g} s: {exc!r}"
+        raise BrokerUnavailable(reason) from exc
