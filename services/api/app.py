@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
-from services.api import actions, board, docs, incidents, routes
+from services.api import actions, board, docs, incidents, intervals, routes
 from services.api.auth import Tokens
 from services.api.fanout import Fanout, follow
 from services.api.settings import ApiSettings
@@ -70,6 +70,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(actions.router)
     app.include_router(incidents.router)
+    app.include_router(intervals.router)
     app.include_router(board.router)
     docs.install(app)
     return app

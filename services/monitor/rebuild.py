@@ -51,11 +51,12 @@ def recompute(
     ordered = sorted(events, key=lambda e: e.ts.timestamp())
     if not ordered:
         return []
-    first = max(ordered[0].ts.timestamp(), start - LEAD_S)
-    # the agents topic is read from its beginning: intervals before `first` are not kept
-    core = Intervals(complete_from=first, max_gap_s=1.5 * tick_s)
+    # the events topic is read from an hour before `start`; the agents topic from its
+    # beginning: what lies before that hour is not complete, and not kept
+    lead = start - LEAD_S
+    core = Intervals(complete_from=lead, max_gap_s=1.5 * tick_s)
     monitor = Monitor(settings=settings or {}, forecasts=forecasts or {}, intervals=core)
-    now = math.floor(first / tick_s) * tick_s
+    now = math.floor(lead / tick_s) * tick_s
     last = math.ceil(end / INTERVAL_S) * INTERVAL_S
     out: list[Interval] = []
     i = 0
@@ -71,7 +72,7 @@ def recompute(
 async def read_events(settings: MonitorSettings, since: float) -> list[Event]:
     """The events topic from `since` (by record time) and the whole agents topic, up to
     their ends when the read began; a record that does not decode is skipped."""
-    consumer = new_consumer(settings, group_id=None, enable_auto_commit=False)
+    consumer = new_consumer(settings, group_id=None)
     await consumer.start()
     try:
         events_topic, agents_topic = settings.topic("events"), settings.topic("agents")
