@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
@@ -10,6 +12,7 @@ from services.dispatcher.service import DispatcherShell, tick_forever
 from services.dispatcher.settings import DispatcherSettings
 from shared.http import stack_ready
 from shared.kafka import ensure_topics
+from shared.leader import Fence, Leader, Lease, instance_id, while_leading
 from shared.service import Running, build_app
 from shared.store import new_redis
 from shared.tasks import TaskGroup
@@ -28,11 +31,39 @@ def create_app(settings: DispatcherSettings | None = None) -> FastAPI:
         await shell.start()
         http = httpx.AsyncClient()
         tasks.start("consume-floor", shell.floor_loop().run())
-        tasks.start("consume-requests", shell.requests_loop().run())
-        tasks.start("tick", tick_forever(shell, settings.tick_s))
-        tasks.start("outbox", shell.outbox.deliver_forever(http))
+        # every instance follows the floor; the lease holder plans, takes requests, sends
+        leader = Leader(
+            Lease(client, settings.topic_prefix, "dispatcher", instance_id(), settings.lease_ttl_ms)
+        )
+        shell.fence = Fence(client, leader.lease.keys)
+        app.state.leader = leader
+
+        async def act() -> Callable[[], Awaitable[None]]:
+            token = leader.token()
+            if token is None:  # lost between the check and now: the next poll retries
+                return shell.follow
+            try:
+                await shell.lead(token)
+            except BaseException:
+                await shell.follow()  # half taken over (cancelled, broker away): undone
+                raise
+            tasks.start("consume-requests", shell.requests_loop().run())
+            tasks.start("tick", tick_forever(shell, settings.tick_s))
+            tasks.start("outbox", shell.outbox.deliver_forever(http))
+
+            async def stop_acting() -> None:
+                for name in ("tick", "consume-requests", "outbox"):
+                    await tasks.cancel(name)
+                await shell.follow()
+
+            return stop_acting
+
+        tasks.start("lease", leader.run())
+        tasks.start("lead", while_leading(leader, act))
 
         async def stop() -> None:
+            await tasks.cancel("lead")  # stops acting first
+            await leader.resign()
             await shell.stop()
             await http.aclose()
             await client.aclose()

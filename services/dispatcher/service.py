@@ -6,6 +6,12 @@ reads each queue's alert state and settings from Redis as the monitor and API wr
 them, keeps its actions in Redis, and takes leads' requests (approve, reject, undo,
 propose) from `floorwatch.actions`. Every consumer is the one consumer loop; commands go
 to `floorwatch.commands` and, through the outbox, to the HTTPS endpoint.
+
+Several instances run; every one follows the floor (a warm standby), one leads
+(architecture 3, `shared/leader.py`). Only the leader plans, takes requests and sends:
+it rebuilds its action book from Redis when it takes over, and stores each action under
+its fencing token before announcing it, so a successor neither repeats a command nor
+loses one that was stored, and a deposed leader cannot overwrite its successor's book.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from shared.core.planner import Floor, Planner, Step, TimeShares
 from shared.core.tiers import QueueAlertState
 from shared.events import AgentEvent, CallEnded, CallEvent, InvalidEvent, decode_event
 from shared.kafka import dumps, new_consumer, new_producer
+from shared.leader import Fence, StaleLeader
 from shared.messages.actions import ACTION_MESSAGE, Action, ActionRequest
 from shared.messages.commands import encode_command
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
@@ -70,6 +77,10 @@ class DispatcherShell:
     shares: TimeShares = field(default_factory=TimeShares)
     ticks: int = 0
     caught_up: bool = False
+    fence: Fence | None = None  # writes of the actions under the leader's token
+    token: int | None = None  # the fencing token while this instance leads
+    taking_requests: asyncio.Event = field(default_factory=asyncio.Event)  # led and positioned
+    planned: asyncio.Event = field(default_factory=asyncio.Event)  # a tick since taking over
     _ends: dict[TopicPartition, int] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -103,6 +114,17 @@ class DispatcherShell:
     # ---- lifecycle -----------------------------------------------------------
 
     async def start(self) -> None:
+        """Follow the floor from the beginning of the topics (every instance does)."""
+        self.producer = new_producer(self.settings)
+        await self.producer.start()
+        self.floor_consumer = new_consumer(self.settings, group_id=None, max_poll_records=5000)
+        await self.floor_consumer.start()
+        await self._assign(self.floor_consumer, ("events", "agents"), beginning=True)
+        self._ends = await self.floor_consumer.end_offsets(list(self.floor_consumer.assignment()))
+
+    async def lead(self, token: int) -> None:
+        """Take over: the action book as stored (by whoever led before), leads' requests
+        from where the group left them."""
         stored = await self.redis.hgetall(self.keys.actions)
         restored = []
         for raw in stored.values():
@@ -110,18 +132,38 @@ class DispatcherShell:
                 restored.append(Action.model_validate_json(raw))
             except ValueError:
                 log.warning("a stored action of another version is ignored")
-        self.planner.restore(restored)
-        self.producer = new_producer(self.settings)
-        await self.producer.start()
-        self.floor_consumer = new_consumer(self.settings, group_id=None, max_poll_records=5000)
-        await self.floor_consumer.start()
-        await self._assign(self.floor_consumer, ("events", "agents"), beginning=True)
-        self._ends = await self.floor_consumer.end_offsets(list(self.floor_consumer.assignment()))
+        async with self._lock:
+            self.planner = Planner()
+            self.planner.restore(restored)
+            self.token = token
         self.requests_consumer = new_consumer(
-            self.settings, group_id=None, auto_offset_reset="latest"
-        )
+            self.settings, self.settings.topic("actions"),
+            group_id=self.settings.requests_group, auto_offset_reset="latest",
+        )  # fmt: skip
         await self.requests_consumer.start()
-        await self._assign(self.requests_consumer, ("actions",), beginning=False)
+        await self._positioned(self.requests_consumer)
+        # the group's position from now on: a successor reads every request sent after
+        # this moment, also those this leader never got to
+        await self.requests_consumer.commit()
+        self.taking_requests.set()
+
+    async def _positioned(self, consumer: AIOKafkaConsumer, within_s: float = 15.0) -> None:
+        """Wait until the group gives this consumer its partitions and their positions are
+        known: a request sent after the take-over is then never skipped as "before latest"."""
+        deadline = time.monotonic() + within_s
+        while not consumer.assignment() and time.monotonic() < deadline:  # noqa: ASYNC110  # aiokafka has no assignment event
+            await asyncio.sleep(0.05)
+        for tp in consumer.assignment():
+            await consumer.position(tp)
+
+    async def follow(self) -> None:
+        """Stop acting (the lease lost or given up): the floor is still followed."""
+        self.token = None
+        self.taking_requests.clear()
+        self.planned.clear()
+        consumer, self.requests_consumer = self.requests_consumer, None
+        if consumer is not None:
+            await consumer.stop()
 
     async def _assign(
         self, consumer: AIOKafkaConsumer, names: tuple[str, ...], beginning: bool
@@ -171,12 +213,14 @@ class DispatcherShell:
         """Leads' approvals, rejections, undos and hand-made proposals."""
         assert self.requests_consumer is not None  # noqa: S101  # started first
         return ConsumerLoop(
-            self.requests_consumer, decode_action_message, self.on_request, self._dlq()
-        )
+            self.requests_consumer, decode_action_message, self.on_request, self._dlq(),
+            commit=True, check_log_s=0,  # a request is acted on once: never read again
+        )  # fmt: skip
 
     async def on_request(self, _record: ConsumerRecord, message: Action | ActionRequest) -> None:
         if isinstance(message, Action):
             return  # the dispatcher's own announcements
+        await self.planned.wait()  # a request is answered on the floor as a tick saw it
         now = time.time()
         async with self._lock:  # never between a tick's planning and its publishing
             step = self._answer(message, now)
@@ -198,8 +242,9 @@ class DispatcherShell:
     # ---- the tick ------------------------------------------------------------
 
     async def tick(self, now: float) -> list[Step]:
-        """Plan on the floor as it is at `now`; nothing until the history is read back."""
-        if not self.caught_up:
+        """Plan on the floor as it is at `now`; nothing until the history is read back,
+        nothing unless this instance leads."""
+        if not self.caught_up or self.token is None:
             return []
         self.queue_settings = await self.settings_hash.load(self.redis)
         states = await self._alert_states()
@@ -211,6 +256,7 @@ class DispatcherShell:
             steps = self.planner.step(floor, self.mode_for)
             self.engine.prune(now)
             await self.publish(steps)
+            self.planned.set()
         self.ticks += 1
         return steps
 
@@ -222,11 +268,14 @@ class DispatcherShell:
         """Store each changed action, announce it, send its commands; the outbox posts them."""
         if not steps:
             return
-        assert self.producer is not None  # noqa: S101  # started first
-        pipe = self.redis.pipeline(transaction=False)
-        for step in steps:
-            pipe.hset(self.keys.actions, step.action.action_id, step.action.model_dump_json())
-        await pipe.execute()  # stored before sent: a restart knows what it already did
+        assert self.producer is not None and self.fence is not None  # noqa: S101  # started first
+        if self.token is None:
+            raise StaleLeader("no longer leading")
+        for step in steps:  # stored before sent: a successor knows what was already done
+            action = step.action
+            await self.fence.hset(
+                self.token, self.keys.actions, action.action_id, action.model_dump_json()
+            )
         target = self.settings.dispatch_target.encode()
         for step in steps:
             body = dumps(step.action.model_dump(mode="json"))
@@ -247,6 +296,8 @@ async def tick_forever(shell: DispatcherShell, tick_s: float) -> None:
         began = time.monotonic()
         try:
             await shell.tick(whole_ms(time.time()))
+        except StaleLeader:
+            log.warning("a newer dispatcher leads; this one stops acting", exc_info=True)
         except (KafkaError, RedisError, OSError):
             task = asyncio.current_task()
             if task is not None and task.cancelling():

@@ -249,7 +249,7 @@ def mismatches(shown: dict[str, Any], acked: list[dict[str, Any]]) -> list[str]:
                     out.append(f"{queue_id} {window} {name}: shown {have}, recount {want}")
         if snap["waiting"] != truth["waiting"]:
             out.append(f"{queue_id} waiting: shown {snap['waiting']}, recount {truth['waiting']}")
-    every = {e["queue_id"] for e in acked}
+    every = {e["queue_id"] for e in acked if "queue_id" in e}  # agent events have none
     if every - set(live):
         out.append(f"queues never shown: {sorted(every - set(live))}")
     return out

@@ -170,11 +170,7 @@ async def test_poison_goes_to_the_dlq_with_its_offset_and_the_next_record_is_han
     app = create_app(settings)
     async with serve(app):
         shell = app.state.shell
-        deadline = time.monotonic() + 15
-        while not shell.caught_up:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)  # the requests consumer starts at the log end
+        await asyncio.wait_for(shell.taking_requests.wait(), 20)  # it leads, at the log end
         bad_event = await send(stack, prefix + "events", b"{not json")
         wrong_agent = await send(stack, prefix + "agents", orjson.dumps({"type": "agent.state"}))
         await produce(stack, prefix, [{"event_id": "late", "type": "agent.state", "ts": stamp(0),
@@ -234,7 +230,7 @@ async def test_a_lead_proposes_by_hand_then_undoes_through_the_api(
         while not (shell.caught_up and shell.ticks > 0):
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5)  # the requests consumer starts at the log end
+        await asyncio.wait_for(shell.taking_requests.wait(), 20)  # it leads, at the log end
         bad = await client.post(
             "/v1/actions", json={"queue_id": "billing", "lever": "x"}, headers=lead
         )
