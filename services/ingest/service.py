@@ -49,7 +49,7 @@ from services.ingest.produce import send_batched
 from services.ingest.settings import IngestSettings
 from services.ingest.twilio import signature, taskrouter_items
 from shared.errors import NotFound, TooLarge, TooMany, Unauthorized, Unavailable
-from shared.events import AgentEvent, CallEvent, encode_event, event_key, is_agent_event
+from shared.events import AgentEvent, CallEvent, event_key, is_agent_event
 from shared.http import JsonResponse, bearer_token, json_response
 from shared.kafka import BrokerUnavailable, ensure_topics, new_producer
 from shared.store import Keys
@@ -389,8 +389,8 @@ class IngestService:
         records: list[tuple[str, bytes, bytes]] = []
         kept: list[Indexed] = []
         for index, event in fresh:
-            try:
-                value = encode_event(event)
+            try:  # encode_event's bytes, without its round trip through str
+                value = event.__pydantic_serializer__.to_json(event, exclude_none=True)
             except (PydanticSerializationError, ValueError) as exc:
                 batch.rejected.append(Rejection(index, event.event_id, [f"cannot encode: {exc}"]))
                 continue
