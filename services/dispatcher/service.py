@@ -137,24 +137,33 @@ class DispatcherShell:
             self.planner.restore(restored)
             self.token = token
         self.requests_consumer = new_consumer(
-            self.settings, self.settings.topic("actions"),
-            group_id=self.settings.requests_group, auto_offset_reset="latest",
-        )  # fmt: skip
+            self.settings, group_id=None, auto_offset_reset="latest"
+        )
         await self.requests_consumer.start()
-        await self._positioned(self.requests_consumer)
-        # the group's position from now on: a successor reads every request sent after
-        # this moment, also those this leader never got to
-        await self.requests_consumer.commit()
+        await self._resume_requests(self.requests_consumer, token)
         self.taking_requests.set()
 
-    async def _positioned(self, consumer: AIOKafkaConsumer, within_s: float = 15.0) -> None:
-        """Wait until the group gives this consumer its partitions and their positions are
-        known: a request sent after the take-over is then never skipped as "before latest"."""
-        deadline = time.monotonic() + within_s
-        while not consumer.assignment() and time.monotonic() < deadline:  # noqa: ASYNC110  # aiokafka has no assignment event
-            await asyncio.sleep(0.05)
+    @property
+    def _requests_read(self) -> str:
+        """Where the leaders have read leads' requests up to: partition -> next offset
+        (under the lease's hash tag, so that a fenced write checks and writes in one slot)."""
+        assert self.fence is not None  # noqa: S101  # set by the composition root
+        return f"{self.fence.keys.lease}:requests"
+
+    async def _resume_requests(self, consumer: AIOKafkaConsumer, token: int) -> None:
+        """Read requests from where the last leader stopped: a request sent while no one
+        led, or that a killed leader never got to, is taken now, and none twice. Without
+        a stored position (the first leader ever) from the log's end, stored at once."""
+        assert self.fence is not None  # noqa: S101  # set by the composition root
+        await self._assign(consumer, ("actions",), beginning=False)
+        raw = await self.redis.hgetall(self._requests_read)
+        stored = {text(k): int(v) for k, v in raw.items()}
         for tp in consumer.assignment():
-            await consumer.position(tp)
+            if str(tp.partition) in stored:
+                consumer.seek(tp, stored[str(tp.partition)])
+            else:
+                position = await consumer.position(tp)
+                await self.fence.hset(token, self._requests_read, str(tp.partition), str(position))
 
     async def follow(self) -> None:
         """Stop acting (the lease lost or given up): the floor is still followed."""
@@ -214,10 +223,10 @@ class DispatcherShell:
         assert self.requests_consumer is not None  # noqa: S101  # started first
         return ConsumerLoop(
             self.requests_consumer, decode_action_message, self.on_request, self._dlq(),
-            commit=True, check_log_s=0,  # a request is acted on once: never read again
+            check_log_s=0,  # a request is acted on once: never read again
         )  # fmt: skip
 
-    async def on_request(self, _record: ConsumerRecord, message: Action | ActionRequest) -> None:
+    async def on_request(self, record: ConsumerRecord, message: Action | ActionRequest) -> None:
         if isinstance(message, Action):
             return  # the dispatcher's own announcements
         await self.planned.wait()  # a request is answered on the floor as a tick saw it
@@ -226,6 +235,10 @@ class DispatcherShell:
             step = self._answer(message, now)
             if step is not None:
                 await self.publish([step])
+            if self.fence is not None and self.token is not None:
+                await self.fence.hset(
+                    self.token, self._requests_read, str(record.partition), str(record.offset + 1)
+                )
 
     def _answer(self, request: ActionRequest, now: float) -> Step | None:
         match request.verb:

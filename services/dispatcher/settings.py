@@ -18,10 +18,3 @@ class DispatcherSettings(CommonSettings):
     dispatch_secret: str = Field("", description="HMAC-SHA256 secret for the endpoint")
     dispatch_endpoint_timeout_s: float = Field(5.0, gt=0)
     dispatch_endpoint_retries: int = Field(3, ge=0, le=10)
-    dispatcher_group_id: str = Field(
-        "", description="consumer group of leads' requests (default: the topic prefix + dispatcher)"
-    )
-
-    @property
-    def requests_group(self) -> str:
-        return self.dispatcher_group_id or f"{self.topic_prefix}dispatcher"
