@@ -12,14 +12,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
 
-from services.api.routes import State, Viewer
+from services.api.routes import _ERRORS, State, Viewer
 from shared.core.intervals import KEEP_S
 from shared.errors import Invalid, NotFound
 from shared.http import JsonResponse, json_response
 from shared.messages.intervals import Interval
 from shared.timefmt import iso_ms, parse_ts
 
-router = APIRouter(prefix="/v1")
+router = APIRouter(prefix="/v1", tags=["intervals"], responses=_ERRORS)
 DEFAULT_SPAN_S = 86400.0
 
 EXAMPLE = {

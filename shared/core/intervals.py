@@ -27,8 +27,9 @@ from shared.core.columns import TotalsRows
 from shared.core.engine import EMPTY_WINDOW, Engine, QueueStats, WindowMetrics, _metrics
 from shared.core.erlang import agents_for_target, estimate_patience
 from shared.forecast import Forecast
-from shared.messages.intervals import Interval, IntervalSums, Today
+from shared.messages.intervals import Interval, IntervalSums
 from shared.queue_settings import QueueSettings
+from shared.timefmt import iso_ms
 
 INTERVAL_S = 900  # contract 4: closed on the clock, :00 :15 :30 :45
 KEEP_S = 35 * 86400  # contract 4: intervals are kept 35 days
@@ -161,16 +162,14 @@ class _Queue:
     last_at: float | None = None
     last_total: int = 0
     last_sites: dict[str, int] = field(default_factory=dict)
-    today_required: tuple[tuple[float, float], int | None] | None = None
+    # the day's closed intervals summed, and the agents they require, while unchanged
+    day_sum: tuple[tuple[float, float], Part, int | None] | None = None
 
 
 @dataclass(frozen=True)
 class IntervalsTick:
     closed: list[Interval]  # intervals closed (or closed again after late events)
-    today: dict[str, Today]  # by queue
-
-
-Rows = tuple[TotalsRows, TotalsRows, int]  # per queue, per queue and site, site groups
+    today: dict[str, dict[str, object]]  # by queue: a `Today`'s JSON values
 
 
 class Intervals:
@@ -204,6 +203,7 @@ class Intervals:
         for record in today:
             if record.site is None:
                 q.day[record.start] = part_of(record)
+                q.day_sum = None
 
     def note(self, queue_id: str, ts: float) -> None:
         """A call event was counted: an interval already closed is closed again."""
@@ -228,7 +228,7 @@ class Intervals:
         engine.log.flush()
         rows = _RowCache(engine)
         closed: list[Interval] = []
-        today: dict[str, Today] = {}
+        today: dict[str, dict[str, object]] = {}
         for queue_id in sorted(stats):
             st = stats[queue_id]
             q = self.queues.get(queue_id)
@@ -297,7 +297,8 @@ class Intervals:
     ) -> list[Interval]:
         """The queue's interval ending at `end`, and one per site with anything in it."""
         start = end - self.interval_s
-        per_queue, per_site, groups = rows.get(start, end)
+        per_queue = rows.queue_rows(start, end)
+        per_site, groups = rows.site_rows(start, end)
         s = st.settings
         miss = s.sl_flowouts == "miss"
         i = st.index
@@ -311,7 +312,7 @@ class Intervals:
         )
         if start >= q.day_start:
             q.day[start] = whole
-            q.today_required = None
+            q.day_sum = None
         out = [self._record(st, None, start, end, whole, whole, s)]
         names = rows.site_ids
         for k in range(groups):
@@ -372,23 +373,31 @@ class Intervals:
 
     def _today(
         self, q: _Queue, st: QueueStats, now: float, rows: _RowCache, forecast: Forecast | None
-    ) -> Today:
-        """contract 4: the figures from local midnight in the queue's timezone to `now`."""
+    ) -> dict[str, object]:
+        """contract 4: the figures from local midnight in the queue's timezone to `now`,
+        as the JSON values of a `Today` (validated with the snapshot that holds them)."""
         tz = st.settings.timezone
         midnight = rows.midnight(now, tz)
         if midnight != q.day_start:
             q.day_start = midnight
             q.day = {s: p for s, p in q.day.items() if s >= midnight}
-            q.today_required = None
+            q.day_sum = None
         closed_to = max(midnight, q.closed_through or midnight)
-        total = Part(EMPTY_WINDOW)
-        for start in sorted(q.day):
-            total = total + q.day[start]
-        open_staffed = [v for s, v in q.staffed.items() if s >= closed_to - 1e-9]
-        closed_part = total
+        key = (midnight, closed_to)
+        if q.day_sum is None or q.day_sum[0] != key:
+            closed = Part(EMPTY_WINDOW)
+            for start in sorted(q.day):
+                closed = closed + q.day[start]
+            # Erlang A over the day's closed intervals (the mean rate over their span): once
+            # an interval, not every tick (it costs milliseconds a queue)
+            span = len(q.day) * self.interval_s
+            required = required_agents(closed, span, st.settings) if q.day else None
+            q.day_sum = (key, closed, required)
+        _, total, required = q.day_sum
         if now > closed_to:
-            per_queue, _, _ = rows.get(closed_to, now)
+            per_queue = rows.queue_rows(closed_to, now)
             i = st.index
+            open_staffed = [v for s, v in q.staffed.items() if s >= closed_to]
             total = total + Part(
                 _metrics(per_queue, i, 0, st.settings.sl_flowouts == "miss"),
                 None,
@@ -397,16 +406,7 @@ class Intervals:
                 sum(v.covered_s for v in open_staffed),
             )
         total = replace(total, forecast=forecast_for(forecast, midnight, now))
-        # Erlang A over the day's closed intervals (the mean rate over their span): once
-        # an interval, not every tick (it costs milliseconds a queue)
-        key = (midnight, closed_to)
-        if q.today_required is None or q.today_required[0] != key:
-            span = len(q.day) * self.interval_s
-            required = required_agents(closed_part, span, st.settings) if q.day else None
-            q.today_required = (key, required)
-        return Today.model_validate(
-            {**total.figures(q.today_required[1]), "start": midnight, "timezone": tz}
-        )
+        return {**total.figures(required), "start": iso_ms(midnight), "timezone": tz}
 
 
 def _with_patience(part: Part, whole: Part) -> Part:
@@ -423,24 +423,33 @@ class _RowCache:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.site_ids = list(engine.site_ids)
-        self._rows: dict[tuple[float, float], Rows] = {}
+        self._queues: dict[tuple[float, float], TotalsRows] = {}
+        self._sites: dict[tuple[float, float], TotalsRows] = {}
         self._midnights: dict[tuple[str, int], float] = {}
         settings = [engine.settings_for(q) for q in engine.queue_ids]
         self.params = engine._param_arrays(settings)  # the engine's own thresholds
 
-    def get(self, a: float, b: float) -> Rows:
-        found = self._rows.get((a, b))
+    def queue_rows(self, a: float, b: float) -> TotalsRows:
+        """Sums per queue over (a, b]."""
+        found = self._queues.get((a, b))
         if found is None:
             log = self.engine.log
             lo, hi = log.index(a), log.index(b)
             nq = len(self.engine.queue_ids)
-            groups = len(self.site_ids)
-            found = self._rows[(a, b)] = (
-                log.totals(lo, hi, nq, self.params).rows(),
-                log.totals(lo, hi, nq, self.params, "site", groups).rows(),
-                groups,
-            )
+            found = self._queues[(a, b)] = log.totals(lo, hi, nq, self.params).rows()
         return found
+
+    def site_rows(self, a: float, b: float) -> tuple[TotalsRows, int]:
+        """Sums per queue and site over (a, b] (row `queue * groups + site`), and groups."""
+        groups = len(self.site_ids)
+        found = self._sites.get((a, b))
+        if found is None:
+            log = self.engine.log
+            lo, hi = log.index(a), log.index(b)
+            nq = len(self.engine.queue_ids)
+            totals = log.totals(lo, hi, nq, self.params, "site", groups)
+            found = self._sites[(a, b)] = totals.rows()
+        return found, groups
 
     def midnight(self, now: float, timezone: str) -> float:
         key = (timezone, int(now // 60))

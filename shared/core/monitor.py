@@ -64,7 +64,10 @@ def snapshot_json(
 
 
 def snapshot_fields(
-    stats: QueueStats, surge: SurgeView, state: QueueAlertState, today: Today | None = None
+    stats: QueueStats,
+    surge: SurgeView,
+    state: QueueAlertState,
+    today: Today | dict[str, object] | None = None,
 ) -> dict[str, object]:
     """The values of a `Snapshot`, from the engine's and the tier machine's figures."""
     fields = {
@@ -94,7 +97,7 @@ def snapshot_fields(
         "sl_breach": state.breach,
     }
     # contract 4: from local midnight to now (null where intervals are not kept)
-    fields["today"] = today.model_dump(mode="json") if today is not None else None
+    fields["today"] = today.model_dump(mode="json") if isinstance(today, Today) else today
     return fields
 
 

@@ -46,6 +46,7 @@ from shared.core.monitor import Monitor
 from shared.events import AgentEvent, CallEvent, parse_event
 from shared.forecast import Forecast
 from shared.messages.intervals import Interval
+from shared.messages.snapshots import Snapshot
 from shared.queue_settings import QueueSettings
 
 BASE = datetime(2026, 11, 11, 10, 0, 0, tzinfo=UTC)
@@ -193,6 +194,8 @@ def test_today_sums_the_closed_intervals_and_the_open_part() -> None:
     today = snap["today"]
     assert isinstance(today, dict)
     assert (today["start"], today["timezone"]) == ("2026-11-11T00:00:00.000Z", "UTC")
+    typed = Snapshot.model_validate(snap).today  # the snapshot's own model reads it
+    assert typed is not None and (typed.start, typed.arrivals) == (B0 - 36000, 8)
     # forecast: 6 for A, 4 * 5/15 of B; staffed (1500 + 1 * 300) / 1200 s seen; agents
     # required over the day's closed intervals (09:45 and A): 7 calls in 1800 s
     required = agents_for_target(7 / 1800, 250, 30, 0.9, patience_s=243 / 2)
