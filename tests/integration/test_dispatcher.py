@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -259,3 +260,29 @@ async def test_a_lead_proposes_by_hand_then_undoes_through_the_api(
         assert (again.status_code, again.json()) == (
             409, {"error": f"action {stored.action_id!r} is reverted, not sent"},
         )  # fmt: skip
+
+
+async def test_a_killed_outbox_turns_readyz_503_and_the_leader_still_plans(
+    surge: tuple[DispatcherSettings, aioredis.Redis], stack: LocalStack, prefix: str
+) -> None:
+    """The outbox dies (not stopped by its owner): `/readyz` names it, the tick goes on,
+    and the app still shuts down in bounded time."""
+    settings, redis = surge
+    await redis.hset(f"{prefix}alert_states", "billing", orjson.dumps(TIER2.as_json()))
+    app = create_app(settings)
+    began = time.monotonic()
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        shell = app.state.shell
+        await asyncio.wait_for(shell.taking_requests.wait(), 20)
+        [outbox] = [t for t in asyncio.all_tasks() if t.get_name() == "outbox"]
+        outbox.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await outbox
+        r = await client.get("/readyz")
+        assert r.status_code == 503
+        assert r.json()["failed_tasks"] == {"outbox": "cancelled"}
+        assert await commands(stack, prefix, 3) == EXPECTED  # planning never needed it
+        ticks = shell.ticks
+        await asyncio.sleep(0.6)
+        assert shell.ticks >= ticks + 2
+    assert time.monotonic() - began < 60
