@@ -76,6 +76,9 @@ def main() -> None:
     results["engine.events_per_s"] = summary(
         [timed("engine events/s", engine.events_per_s) for _ in range(RUNS)]
     )
+    results["engine.batch_events_per_s"] = summary(
+        [timed("engine events/s, batch path", engine.batch_events_per_s) for _ in range(RUNS)]
+    )
     results["engine.bytes_per_event"] = timed("engine bytes/event", engine.bytes_per_event)
     curve = timed("engine tick curve", tick_curve)
     results["engine.tick_ms"] = curve["tick_ms"]

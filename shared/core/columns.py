@@ -167,11 +167,11 @@ class EventLog:
         self._pending = []
         n = len(rows)
         self._reserve(n)
-        cols = list(zip(*rows, strict=True))
+        # one conversion of every row at once; the integers are exact as float64 (< 2**53)
+        table = np.array(rows, np.float64).reshape(n, len(_COLUMNS))
         lo, hi = self.end, self.end + n
-        for name, values in zip(_COLUMNS, cols, strict=True):
-            column = getattr(self, name)
-            column[lo:hi] = np.fromiter(values, column.dtype, n)
+        for j, name in enumerate(_COLUMNS):
+            getattr(self, name)[lo:hi] = table[:, j]
         new_ts = self.ts[lo:hi]
         earliest = float(new_ts.min())
         sorted_new = bool(np.all(new_ts[1:] >= new_ts[:-1]))
