@@ -62,6 +62,21 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Staffing:
+    """contract 7 `staffing`: agents needed (sized as a plan sizes them), working agents
+    by share of time, and agents lent and borrowed through open actions."""
+
+    needed: int
+    have: float
+    lent: int
+    borrowed: int
+
+    def as_json(self) -> dict[str, float | int]:
+        return {"needed": self.needed, "have": round(self.have, 2), "lent": self.lent,
+                "borrowed": self.borrowed}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class Move:
     """An agent the dispatcher brought to a queue and has not given back yet."""
 
@@ -205,6 +220,19 @@ class Planner:
 
     def lent(self, queue_id: str) -> int:
         return sum(1 for m in self.moves.values() if m.home == queue_id)
+
+    def staffing(self, floor: Floor) -> dict[str, Staffing]:
+        """Each queue's staffing on this floor (the board's "needed / staffed", lent and
+        borrowed); needed is the fewest agents meeting `sl_target` and `abandon_cap`."""
+        out: dict[str, Staffing] = {}
+        for queue_id, stats in floor.stats.items():
+            have = floor.have(queue_id)
+            ceiling = math.ceil(have) + stats.settings.max_borrowed
+            out[queue_id] = Staffing(
+                needed_agents(stats, ceiling, floor.pending(queue_id)),
+                have, self.lent(queue_id), self.borrowed(queue_id),
+            )  # fmt: skip
+        return out
 
     # ---- the tick ------------------------------------------------------------
 

@@ -423,3 +423,36 @@ def test_overflow_stays_on_until_its_target_is_in_trouble() -> None:
     assert [brief(s.commands) for s in off if s.action.queue_id == "billing"] == [
         [("overflow", "sales", "False")]
     ]
+
+
+def test_staffing_per_queue_needed_have_lent_borrowed() -> None:
+    """Billing needs 23 (Erlang A at 0.1 calls/s, AHT 200 s, patience 120 s) and has its
+    20. Tier 2 closes the gap of 3 with standby first; then a lead asks for 2 cross-skilled
+    agents by hand, and sales lends its two best billing-skilled idle agents. Vip had no
+    call in the surge window (0.001 calls/s over 300 s rounds to 0): nobody needed."""
+    planner = Planner()
+    tier2 = {"billing": QueueAlertState(tier=2, since=NOW, surge_id="surge:billing:2")}
+
+    def table() -> dict[str, tuple[int, float, int, int]]:
+        got = planner.staffing(floor(tier2))
+        return {q: (s.needed, s.have, s.lent, s.borrowed) for q, s in got.items()}
+
+    assert table() == {
+        "billing": (23, 20.0, 0, 0), "sales": (7, 13.0, 0, 0),
+        "support": (13, 13.0, 0, 0), "vip": (0, 1.0, 0, 0),
+    }  # fmt: skip
+    [step] = planner.step(floor(tier2), auto)
+    assert brief(step.commands) == [
+        ("activate", "sb1", "standby"), ("activate", "sb0", "standby"),
+        ("activate", "sb2", "standby"),
+    ]  # fmt: skip
+    hand = planner.hand("cross_skill", "billing", 2, "ann")
+    assert hand is not None
+    assert brief(hand.commands) == [("reassign", "s00", "sales"), ("reassign", "s01", "sales")]
+    assert table() == {
+        "billing": (23, 20.0, 0, 5), "sales": (7, 13.0, 2, 0),
+        "support": (13, 13.0, 0, 0), "vip": (0, 1.0, 0, 0),
+    }  # fmt: skip
+    assert planner.staffing(floor(tier2))["sales"].as_json() == {
+        "needed": 7, "have": 13.0, "lent": 2, "borrowed": 0,
+    }  # fmt: skip
