@@ -9,6 +9,7 @@ const OPEN = ["proposed", "approved", "sent"];
 const state = {
   queues: {}, history: {}, alerts: [], actions: [], settings: {}, tickS: 2, lastTick: 0,
   role: "viewer", site: new URLSearchParams(location.search).get("site") || "",
+  day: null,  // the queue whose day is shown in 15-minute intervals, and its intervals
 };
 window.boardState = state;  // read by the browser tests
 
@@ -177,7 +178,8 @@ function tile(q, moved) {
     return `${name} ${pct0(bw && (num(bw.answer_rate_live) ? bw.answer_rate_live : bw.answer_rate))}`;
   }).join(" · ") : "";
   return el("article", { class: `tile tier${tier}`, data: { queue: q.queue_id } },
-    el("h2", {}, el("span", { class: "qid", title: q.queue_id, data: { field: "queue" } }, q.queue_id), tierBadge(tier)),
+    el("h2", {}, el("span", { class: "qid", title: `${q.queue_id}: click for the day in 15-minute intervals`,
+                              data: { field: "queue", day: q.queue_id } }, q.queue_id), tierBadge(tier)),
     el("div", { class: "surge", data: { field: "surge" } }, `${ratio}${arrivals ? " · " + arrivals + expected : ""}`),
     el("div", { class: "headline" },
       el("span", { class: `rate ${lv}`, data: { field: "answer_rate" } }, pct(w.answer_rate))),
@@ -441,12 +443,120 @@ function renderSites() {
   }
 }
 
+// ---- the day of one queue in 15-minute intervals (GET /v1/intervals) and its "today"
+const DAY_MS = 24 * 3600 * 1000, SLOT_MS = 15 * 60 * 1000;
+const hhmm = ms => new Date(ms).toLocaleTimeString("en-GB", { hour12: false, hour: "2-digit", minute: "2-digit" });
+function openDay(id) {
+  state.day = { queue: id, site: state.site, intervals: [], loadedAt: 0, error: "" };
+  loadDay();
+}
+async function loadDay() {
+  const day = state.day;
+  if (!day) return;
+  day.loadedAt = Date.now();
+  const q = state.queues[day.queue];
+  const from = q && q.today && q.today.start ? q.today.start : new Date(Date.now() - DAY_MS).toISOString();
+  const query = new URLSearchParams({ queue_id: day.queue, from });
+  if (day.site) query.set("site", day.site);
+  try {
+    const body = await call("GET", "/v1/intervals?" + query.toString());
+    if (state.day === day) { day.intervals = body.intervals; day.from = body.from; day.error = ""; }
+  } catch (e) {
+    if (state.day === day) day.error = "intervals unavailable";
+    console.warn(e);
+  }
+  render();
+}
+// one chart: bars (`bar`) and lines (`line`, dashed `ref`), values by slot, 0..top
+function dayChart(slots, top, series) {
+  const box = svg("svg", { viewBox: "0 0 100 40", preserveAspectRatio: "none", role: "img" });
+  const W = 96, H = 34, x0 = 4, n = slots.length || 1;
+  const x = i => x0 + (W * i) / n, y = v => 2 + H - (H * Math.min(v, top)) / (top || 1);
+  box.append(svg("line", { x1: x0, x2: x0 + W, y1: y(0), y2: y(0), stroke: "#30363d", "stroke-width": ".4" }));
+  for (const s of series) {
+    if (s.kind === "bar") {
+      slots.forEach((r, i) => {
+        const v = s.value(r);
+        if (!num(v)) return;
+        box.append(svg("rect", { x: x(i) + 0.1, width: Math.max(0.2, W / n - 0.2), y: y(v), height: y(0) - y(v),
+                                  fill: s.colour }));
+      });
+      continue;
+    }
+    let run = [];
+    const flush = () => {
+      if (run.length) box.append(svg("polyline", { points: run.join(" "), fill: "none", stroke: s.colour,
+        "stroke-width": s.kind === "ref" ? "1" : "1.5", "stroke-dasharray": s.kind === "ref" ? "1.5 1" : "none",
+        "vector-effect": "non-scaling-stroke" }));
+      run = [];
+    };
+    slots.forEach((r, i) => {
+      const v = s.value(r);
+      if (num(v)) run.push(`${(x(i) + W / n / 2).toFixed(2)},${y(v).toFixed(2)}`);
+      else flush();
+    });
+    flush();
+  }
+  return box;
+}
+function figure(caption, chart) { return el("figure", {}, chart, el("figcaption", {}, ...caption)); }
+function renderDay() {
+  const panel = $("intraday"), day = state.day;
+  panel.hidden = !day;
+  if (!day) { panel.replaceChildren(); return; }
+  if (Date.now() - day.loadedAt > 60_000) loadDay();  // an interval closes every 15 minutes
+  const q = state.queues[day.queue] || {}, s = settingsOf(day.queue), t = q.today || {};
+  const start = Date.parse(day.from || t.start || new Date(Date.now() - DAY_MS).toISOString());
+  const slots = Array.from({ length: 96 }, () => null);
+  for (const r of day.intervals) {
+    const i = Math.round((Date.parse(r.start) - start) / SLOT_MS);
+    if (i >= 0 && i < 96) slots[i] = r;
+  }
+  const last = slots.reduce((k, r, i) => (r ? i : k), -1);
+  const shown = slots.slice(0, Math.max(16, last + 2));  // at least four hours wide
+  const v = k => r => (r ? r[k] : null);
+  const most = k => Math.max(0, ...day.intervals.map(r => (num(r[k]) ? r[k] : 0)));
+  const arrivalsTop = Math.max(1, most("arrivals"), most("forecast"));
+  const agentsTop = Math.max(1, most("agents_required"), most("agents_staffed_avg"));
+  const hour = shown.length / 4;
+  const item = (label, field, value) => el("span", {}, label, el("b", { data: { field } }, value));
+  panel.replaceChildren(
+    el("div", { class: "head" },
+      el("h3", {}, `${day.queue}${day.site ? " at " + day.site : ""}: today in 15-minute intervals`),
+      item("answered within target", "today_answer_rate", pct(t.answer_rate)),
+      item("calls", "today_arrivals", num(t.arrivals) ? t.arrivals : "–"),
+      item("forecast", "today_forecast", num(t.forecast) ? Math.round(t.forecast) : "–"),
+      item("abandoned", "today_abandon_rate", pct(t.abandon_rate)),
+      item("ASA", "today_asa_s", dur(t.asa_s)),
+      day.error ? el("span", { class: "warn" }, day.error) : null,
+      el("button", { type: "button", data: { close: "day" } }, "close")),
+    el("div", { class: "charts" },
+      figure([el("span", { class: "k1" }, "calls"), " against ", el("span", { class: "k2" }, "forecast - -"),
+              ` (0 to ${Math.round(arrivalsTop)} a quarter hour)`],
+        dayChart(shown, arrivalsTop, [
+          { kind: "bar", value: v("arrivals"), colour: "#1f6feb" },
+          { kind: "ref", value: v("forecast"), colour: "#e6edf3" }])),
+      figure([el("span", { class: "k1" }, "answered within target"), ` against target ${pct0(s.sl_target)} - - (0 to 100%)`],
+        dayChart(shown, 1, [
+          { kind: "ref", value: () => s.sl_target, colour: "#e6edf3" },
+          { kind: "line", value: v("answer_rate"), colour: "#79c0ff" }])),
+      figure([el("span", { class: "k1" }, "agents staffed"), " against ", el("span", { class: "k2" }, "required - -"),
+              ` (0 to ${Math.round(agentsTop)})`],
+        dayChart(shown, agentsTop, [
+          { kind: "line", value: v("agents_staffed_avg"), colour: "#79c0ff" },
+          { kind: "ref", value: v("agents_required"), colour: "#e6edf3" }]))),
+    el("div", { class: "dim", data: { field: "day_span" } },
+      `${hhmm(start)} to ${hhmm(start + shown.length * SLOT_MS)}, ` +
+      `${day.intervals.length} interval${day.intervals.length === 1 ? "" : "s"} closed, ${hour.toFixed(0)} h shown`));
+}
+
 function render() {
   keepButtons();
   const queues = shownQueues(), moved = moves();
   renderSites();
   renderTotals(queues);
   renderAlerts();
+  renderDay();
   renderActions();  // before the tiles: the space left for them is known only then
   $("tiles").replaceChildren(...queues.map(q => tile(q, moved)));
   layout(queues.length);
@@ -467,8 +577,11 @@ async function loadSettings(id) {
 }
 
 document.addEventListener("click", async ev => {
+  const name = ev.target.closest("[data-day]");
+  if (name) { openDay(name.dataset.day); return; }
   const t = ev.target.closest("button");
   if (!t) return;
+  if (t.dataset.close === "day") { state.day = null; render(); return; }
   try {
     if (t.dataset.ack) { await call("POST", `/v1/alerts/${encodeURIComponent(t.dataset.ack)}/ack`); await refreshAlerts(); }
     for (const [verb, ids] of [["approve", t.dataset.approve], ["reject", t.dataset.reject]]) {
