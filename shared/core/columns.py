@@ -120,6 +120,7 @@ class EventLog:
         self.end = 0
         self._pending: list[Row] = []
         self._next_seq = 0
+        self.version = 0  # counts merges: ts, queue and kind change only in `flush`
 
     def __len__(self) -> int:
         return self.end - self.start + len(self._pending)
@@ -165,6 +166,7 @@ class EventLog:
             return
         rows = self._pending
         self._pending = []
+        self.version += 1
         n = len(rows)
         self._reserve(n)
         # one conversion of every row at once; the integers are exact as float64 (< 2**53)

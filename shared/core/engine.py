@@ -16,6 +16,7 @@ from operator import attrgetter
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from shared.core.columns import (
     ABANDONED,
@@ -400,6 +401,9 @@ class Engine:
         self.skipped_old = 0
         self._params: dict[int, tuple[QueueSettings, tuple[float, ...]]] = {}
         self._retention = self.retention_s()
+        self._arrivals_at: tuple[int, int, int] = (0, 0, -1)
+        self._memo: dict[tuple[int | float | bool, ...], WindowMetrics] = {}
+        self._arrivals_cache = (np.empty(0, np.float64), np.empty(0, np.int32))
 
     # ---- input ---------------------------------------------------------------
 
@@ -638,11 +642,25 @@ class Engine:
         surge_counts = self._surge_counts(settings, now)
         agents, site_agents = self._agent_counts()
         spots = [self._point_in_time(i, now, settings[i]) for i in range(nq)]
-        windows = [
-            {w: _metrics(by_window[w], i, spots[i][0].over, s.sl_flowouts == "miss")
-             for w in s.windows_s}
-            for i, s in enumerate(settings)
-        ]  # fmt: skip
+        # a queue's window with the same sums as at the last tick gets the same figures
+        # back, not built again (`_metrics` is a function of its sums and `over`)
+        memo, self._memo = self._memo, {}
+        windows: list[dict[int, WindowMetrics]] = []
+        for i, s in enumerate(settings):
+            over, miss = spots[i][0].over, s.sl_flowouts == "miss"
+            figures = {}
+            for w in s.windows_s:
+                t = by_window[w]
+                key = (
+                    *t.counts[i], t.within_target[i], t.short_abandoned[i],
+                    t.answered_known[i], t.wait_sum[i], t.handle_sum[i],
+                    t.callbacks_on_time[i], over, miss,
+                )  # fmt: skip
+                m = memo.get(key)
+                if m is None:
+                    m = _metrics(t, i, over, miss)
+                figures[w] = self._memo[key] = m
+            windows.append(figures)
         primary = [windows[i][s.primary_window_s] for i, s in enumerate(settings)]
         table = BreakdownTable(
             now, (_PRIORITY_KEYS, CHANNELS, self.site_ids), spots, site_agents, self.queue_ids,
@@ -740,15 +758,26 @@ class Engine:
         for i, s in enumerate(settings):
             groups.setdefault(span(s), []).append(i)
         out = [0] * len(settings)
+        arrival_ts, arrival_queue = self._arrivals()
         for (a, b), members in groups.items():
-            lo, hi = self.log.index(a), self.log.index(b)
-            mask = self.log.kind[lo:hi] == QUEUED
-            counts = np.bincount(self.log.queue[lo:hi][mask], minlength=len(settings)).tolist()
+            lo, hi = np.searchsorted(arrival_ts, (a, b), "right").tolist()
+            counts = np.bincount(arrival_queue[lo:hi], minlength=len(settings)).tolist()
             if len(groups) == 1:
                 return counts  # type: ignore[no-any-return]  # tolist of int64: list[int]
             for i in members:
                 out[i] = counts[i]
         return out
+
+    def _arrivals(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]:
+        """The time and queue of every call.queued held, in time order (taken once a tick:
+        each span's arrivals are then a slice of them, with no mask over every event)."""
+        log = self.log
+        if self._arrivals_at != (log.start, log.end, log.version):
+            start, end = log.start, log.end
+            at = np.flatnonzero(log.kind[start:end] == QUEUED) + start
+            self._arrivals_cache = (log.ts[at], log.queue[at])
+            self._arrivals_at = (start, end, log.version)
+        return self._arrivals_cache
 
     def _point_in_time(
         self, q: int, now: float, s: QueueSettings
