@@ -33,7 +33,7 @@ from shared.messages.intervals import Interval
 from shared.queue_settings import QueueSettings
 from shared.store import JsonHash, Keys, atomic_update, text
 from shared.tasks import TaskGroup
-from shared.timefmt import whole_ms
+from shared.timefmt import iso_ms, whole_ms
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +380,15 @@ class MonitorShell:
             log.warning("redis unavailable; intervals wait for their stored state")
             return
         for queue_id, (mark, today) in found.items():
-            core.seed(queue_id, mark, today)
+            gap = core.seed(queue_id, mark, today)
+            if gap is not None:
+                a, b = iso_ms(gap[0]), iso_ms(gap[1])
+                log.warning(
+                    "intervals %s to %s of a queue are not in the log: "
+                    "python -m services.monitor.rebuild --from %s --to %s",
+                    a, b, a, b,
+                    extra={"queue_id": queue_id},
+                )  # fmt: skip
 
     async def check_caught_up(self) -> None:
         """Partitions newly assigned count as ours once read up to their end at assignment;

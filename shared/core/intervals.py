@@ -59,6 +59,13 @@ class Part:
         )
 
     @property
+    def empty(self) -> bool:
+        """No event of any kind and no agent staffed."""
+        w = self.window
+        counted = w.arrivals + w.answered + w.short_abandoned + w.abandoned + w.flowouts
+        return not (counted + w.ended + w.callbacks_closed) and not self.staffed_s
+
+    @property
     def staffed_avg(self) -> float | None:
         return self.staffed_s / self.covered_s if self.covered_s > 0 else None
 
@@ -194,16 +201,24 @@ class Intervals:
     def seeded(self, queue_id: str) -> bool:
         return queue_id in self.queues
 
-    def seed(self, queue_id: str, closed_through: float | None, today: Iterable[Interval]) -> None:
-        """Take over a queue: where its stored intervals end and today's stored ones."""
+    def seed(
+        self, queue_id: str, closed_through: float | None, today: Iterable[Interval]
+    ) -> tuple[float, float] | None:
+        """Take over a queue: where its stored intervals end and today's stored ones.
+        Returns the span of intervals that can no longer be closed from the log (the
+        monitor was away longer than it rewinds): `services.monitor.rebuild` does it."""
         q = self.queues[queue_id] = _Queue()
+        gap = None
         if closed_through is not None:
-            # older ones are not in the log: `services.monitor.rebuild` recomputes them
-            q.closed_through = max(closed_through, self._complete_start())
+            first = self._complete_start()
+            if closed_through < first:
+                gap = (closed_through, first)
+            q.closed_through = max(closed_through, first)
         for record in today:
             if record.site is None:
                 q.day[record.start] = part_of(record)
                 q.day_sum = None
+        return gap
 
     def note(self, queue_id: str, ts: float) -> None:
         """A call event was counted: an interval already closed is closed again."""
@@ -310,6 +325,8 @@ class Intervals:
             staffed.staffed_s,
             staffed.covered_s,
         )
+        if whole.empty:
+            return []  # nothing happened and nobody was staffed: nothing to keep
         if start >= q.day_start:
             q.day[start] = whole
             q.day_sum = None
@@ -390,7 +407,9 @@ class Intervals:
                 closed = closed + q.day[start]
             # Erlang A over the day's closed intervals (the mean rate over their span): once
             # an interval, not every tick (it costs milliseconds a queue)
-            span = len(q.day) * self.interval_s
+            # from the day's first kept interval (empty ones are not kept: a night
+            # without calls or staff does not dilute the day's rate)
+            span = closed_to - min(q.day) if q.day else 0.0
             required = required_agents(closed, span, st.settings) if q.day else None
             q.day_sum = (key, closed, required)
         _, total, required = q.day_sum
