@@ -72,6 +72,12 @@ class Keys:
         return f"{self.prefix}alerts"
 
     @property
+    def staffing(self) -> str:
+        """The dispatcher's staffing per queue (needed, have, lent, borrowed; contract 7),
+        written by the leader each tick, read into the snapshots by the monitor."""
+        return f"{self.prefix}staffing"
+
+    @property
     def centre_parts(self) -> str:
         """Each monitor's part of the centre totals, by instance (`shared.core.centre`)."""
         return f"{self.prefix}centre:parts"

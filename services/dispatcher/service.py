@@ -82,6 +82,7 @@ class DispatcherShell:
     taking_requests: asyncio.Event = field(default_factory=asyncio.Event)  # led and positioned
     planned: asyncio.Event = field(default_factory=asyncio.Event)  # a tick since taking over
     _ends: dict[TopicPartition, int] = field(default_factory=dict)
+    _staffing_at: float = float("-inf")
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
@@ -267,11 +268,25 @@ class DispatcherShell:
             stats = self.engine.compute(now)
             floor = Floor(now, stats, states, self.engine.agents, self.shares.shares(now), ratios)
             steps = self.planner.step(floor, self.mode_for)
+            staffing = self.planner.staffing(floor) if self._staffing_due(now) else None
             self.engine.prune(now)
             await self.publish(steps)
             self.planned.set()
+        if staffing:
+            await self.redis.hset(
+                self.keys.staffing,
+                mapping={q: orjson.dumps(s.as_json()) for q, s in staffing.items()},
+            )
         self.ticks += 1
         return steps
+
+    def _staffing_due(self, now: float) -> bool:
+        """Staffing is sized with Erlang A per queue: every `staffing_every_s`, not every
+        tick, on a floor of many queues."""
+        if now - self._staffing_at < self.settings.staffing_every_s:
+            return False
+        self._staffing_at = now
+        return True
 
     async def _alert_states(self) -> dict[str, QueueAlertState]:
         raw = await self.redis.hgetall(self.keys.alert_states)

@@ -18,3 +18,6 @@ class DispatcherSettings(CommonSettings):
     dispatch_secret: str = Field("", description="HMAC-SHA256 secret for the endpoint")
     dispatch_endpoint_timeout_s: float = Field(5.0, gt=0)
     dispatch_endpoint_retries: int = Field(3, ge=0, le=10)
+    staffing_every_s: float = Field(
+        4.0, ge=0, le=60, description="how often each queue's staffing is sized and stored"
+    )

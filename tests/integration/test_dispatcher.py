@@ -119,6 +119,21 @@ def request(verb: str, **fields: Any) -> bytes:
     return body.model_dump_json().encode()
 
 
+async def eventually_staffing(
+    redis: aioredis.Redis, prefix: str, done: Any, within_s: float = 15.0
+) -> dict[str, dict[str, Any]]:
+    """The dispatcher's staffing hash once `done(staffing)` holds."""
+    deadline = time.monotonic() + within_s
+    staffing: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        raw = await redis.hgetall(f"{prefix}staffing")
+        staffing = {k.decode(): orjson.loads(v) for k, v in raw.items()}
+        if "billing" in staffing and done(staffing):
+            return staffing
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"staffing never as expected: {staffing}")
+
+
 async def test_alert_in_one_action_out_and_a_restart_repeats_nothing(
     surge: tuple[DispatcherSettings, aioredis.Redis], stack: LocalStack, prefix: str
 ) -> None:
@@ -126,6 +141,11 @@ async def test_alert_in_one_action_out_and_a_restart_repeats_nothing(
     await redis.hset(f"{prefix}alert_states", "billing", orjson.dumps(TIER2.as_json()))
     async with serve(create_app(settings)):
         assert await commands(stack, prefix, 3) == EXPECTED
+        # billing: 30 calls in 5 min (0.1/s), AHT 200 s, patience 120 s: Erlang A says 23
+        # for 90% in 30 s; 2 working; the 3 reassigned agents are borrowed, sales lent them
+        staffing = await eventually_staffing(redis, prefix, lambda s: s["billing"]["borrowed"] == 3)
+        assert staffing["billing"] == {"needed": 23, "have": 2.0, "lent": 0, "borrowed": 3}
+        assert (staffing["sales"]["lent"], staffing["sales"]["borrowed"]) == (3, 0)
     stored = [
         Action.model_validate_json(v) for v in (await redis.hgetall(f"{prefix}actions")).values()
     ]
