@@ -133,13 +133,14 @@ class Unstored:
     closed_through: dict[str, float] = field(default_factory=dict)
     now: float = 0.0
 
-    def add(
-        self, out: TickOutput, snapshots: dict[str, bytes], closed_through: dict[str, float]
-    ) -> None:
-        self.snapshots.update(snapshots)
+    def keep_intervals(self, out: TickOutput, closed_through: dict[str, float]) -> None:
+        """The intervals a tick closed: kept before anything else can fail that tick."""
         self.intervals.extend(out.intervals)
         self.closed_through.update(closed_through)
         self.now = out.as_of
+
+    def add(self, out: TickOutput, snapshots: dict[str, bytes]) -> None:
+        self.snapshots.update(snapshots)
         self.states.update(c.queue_id for c in [*out.changes, *out.updates])
         # contract 5: the numbers now; only the latest `updated` of an alert is worth storing
         fresh = {c.alert_id for c in out.updates}
@@ -324,6 +325,7 @@ class MonitorShell:
         owns = self.owner()
         await self.seed_intervals(owns, now)
         out = self.monitor.tick(now, owns)
+        self.unstored.keep_intervals(out, self.closed_through(out))
         producer = self.producer
         assert producer is not None  # noqa: S101  # started before ticking
         metrics_topic, alerts_topic = self.settings.topic("metrics"), self.settings.topic("alerts")
@@ -344,7 +346,7 @@ class MonitorShell:
                 alerts_topic, change.model_dump_json().encode(), key=change.queue_id.encode()
             )
         await producer.flush()
-        self.unstored.add(out, snapshots, self.closed_through(out))
+        self.unstored.add(out, snapshots)
         centre = part(now, out.stats.values(), self.monitor.engine.agents.values())
         self.unstored.centre = dumps(centre)
         self.last_tick = out
