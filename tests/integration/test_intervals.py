@@ -39,6 +39,7 @@ from tests.integration.conftest import produce_events, serve
 
 VIEWER = {"Authorization": "Bearer v-secret"}
 SCOPED = {"Authorization": "Bearer s-secret"}
+NORTH = {"Authorization": "Bearer n-secret"}
 _n = 0
 
 
@@ -102,7 +103,7 @@ async def env(stack: LocalStack, prefix: str) -> AsyncIterator[tuple[MonitorSett
         kafka_bootstrap=stack.bootstrap,
         redis_url=stack.redis_url,
         topic_prefix=prefix,
-        api_tokens="v:viewer:v-secret,s:viewer:s-secret:queue=sales",
+        api_tokens="v:viewer:v-secret,s:viewer:s-secret:queue=sales,n:viewer:n-secret:site=north",
     )
     async with serve(create_api(api)) as url:
         yield settings, url
@@ -158,6 +159,11 @@ async def check(
         north = await http.get("/v1/intervals", params={**query, "site": "north"}, headers=VIEWER)
         assert [(i["arrivals"], i["offered"], i["answered_within_target"], i["site"])
                 for i in north.json()["intervals"]] == [(5, 3, 1, "north"), (0, 2, 2, "north")]  # fmt: skip
+        # a token of site north sees billing (served there) and north's intervals, not south's
+        mine = await http.get("/v1/intervals", params={**query, "site": "north"}, headers=NORTH)
+        assert mine.json() == north.json()
+        theirs = await http.get("/v1/intervals", params={**query, "site": "south"}, headers=NORTH)
+        assert (theirs.status_code, theirs.json()) == (404, {"error": "site 'south' not found"})
 
         # a restart goes on from where the stored intervals end, and sums today from them
         async with serve(create_monitor(settings)):

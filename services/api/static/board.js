@@ -504,6 +504,7 @@ function renderDay() {
   const panel = $("intraday"), day = state.day;
   panel.hidden = !day;
   if (!day) { panel.replaceChildren(); return; }
+  if (day.site !== state.site) { openDay(day.queue); return; }  // the site picked changed
   if (Date.now() - day.loadedAt > 60_000) loadDay();  // an interval closes every 15 minutes
   const q = state.queues[day.queue] || {}, s = settingsOf(day.queue), t = q.today || {};
   const start = Date.parse(day.from || t.start || new Date(Date.now() - DAY_MS).toISOString());
