@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from weakref import WeakKeyDictionary
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -11,6 +12,14 @@ from aiokafka.errors import KafkaError
 from shared.kafka import BrokerUnavailable
 
 Record = tuple[str, bytes, bytes]  # topic, key, value
+
+# one submitter at a time per producer, topic and partition: the producer holds one batch
+# a partition and makes the others wait for it to drain, and its wait loop subtracts the
+# time waited so far on every turn, so several requests queued on one partition would
+# time out (a spurious 503) long before the bound; in turn, each waits one drain at most
+_turns: WeakKeyDictionary[AIOKafkaProducer, dict[tuple[str, int], asyncio.Lock]] = (
+    WeakKeyDictionary()
+)
 
 
 def by_partition(
@@ -41,15 +50,17 @@ async def send_batched(
                 partition_of[(topic, key)] = producer._partition(
                     topic, None, key, value, key, value
                 )
+        turns = _turns.setdefault(producer, {})
         futures = []
         for (topic, partition), pairs in by_partition(records, partition_of).items():
-            batch = producer.create_batch()
+            batches = [producer.create_batch()]
             for key, value in pairs:
-                if batch.append(key=key, value=value, timestamp=None) is None:  # full
+                if batches[-1].append(key=key, value=value, timestamp=None) is None:  # full
+                    batches.append(producer.create_batch())
+                    batches[-1].append(key=key, value=value, timestamp=None)  # empty: takes any
+            async with turns.setdefault((topic, partition), asyncio.Lock()):
+                for batch in batches:
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
-                    batch = producer.create_batch()
-                    batch.append(key=key, value=value, timestamp=None)  # an empty one takes any
-            futures.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
 
     try:
