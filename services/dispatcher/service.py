@@ -46,6 +46,8 @@ from shared.timefmt import whole_ms
 
 log = logging.getLogger(__name__)
 
+STAFFING_TTL_S = 30
+
 
 def decode_floor_event(value: bytes | None) -> CallEvent | AgentEvent:
     try:
@@ -273,10 +275,14 @@ class DispatcherShell:
             await self.publish(steps)
             self.planned.set()
         if staffing:
-            await self.redis.hset(
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.hset(
                 self.keys.staffing,
                 mapping={q: orjson.dumps(s.as_json()) for q, s in staffing.items()},
             )
+            # gone when no dispatcher leads any more: the board then shows none, not old ones
+            pipe.expire(self.keys.staffing, STAFFING_TTL_S)
+            await pipe.execute()
         self.ticks += 1
         return steps
 

@@ -178,6 +178,7 @@ class MonitorShell:
     catching_up: dict[TopicPartition, int] = field(default_factory=dict)  # partition -> end
     agents_behind: dict[TopicPartition, int] = field(default_factory=dict)  # the same, agents
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
+    staffing: dict[str, object] = field(default_factory=dict)  # the dispatcher's, by queue
 
     def __post_init__(self) -> None:
         self.monitor = Monitor(grace_s=self.settings.monitor_grace_s)
@@ -272,6 +273,8 @@ class MonitorShell:
         """Per-queue settings and forecasts, as the API writes them to Redis."""
         self.monitor.settings = await self.settings_hash.load(self.redis)
         self.monitor.forecasts = await self.forecasts_hash.load(self.redis)
+        raw = await self.redis.hgetall(self.keys.staffing)
+        self.staffing = {text(k): orjson.loads(v) for k, v in raw.items()}
 
     async def load_alert_states(self) -> None:
         raw = await self.redis.hgetall(self.keys.alert_states)
@@ -332,6 +335,7 @@ class MonitorShell:
         snapshots: dict[str, bytes] = {}
         for snap in out.snapshots:
             queue_id = str(snap["queue_id"])
+            snap["staffing"] = self.staffing.get(queue_id)  # the dispatcher's, if it leads
             body = dumps(snap)
             snapshots[queue_id] = body
             await producer.send(metrics_topic, body, key=queue_id.encode())

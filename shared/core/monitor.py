@@ -98,6 +98,7 @@ def snapshot_fields(
     }
     # contract 4: from local midnight to now (null where intervals are not kept)
     fields["today"] = today.model_dump(mode="json") if isinstance(today, Today) else today
+    fields["staffing"] = None  # the leading dispatcher's, set by the monitor service
     return fields
 
 

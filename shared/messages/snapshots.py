@@ -91,6 +91,15 @@ class Surge(BaseModel):
     since: Instant | None = None
 
 
+class Staffing(_Frozen):
+    """contract 7 `staffing`: as the dispatcher sized the queue (its leader writes it)."""
+
+    needed: Count
+    have: Annotated[float, Field(ge=0)]
+    lent: Count
+    borrowed: Count
+
+
 class Snapshot(PointInTime):
     """One queue at `as_of` (contract 7 `GET /v1/queues/{queue_id}`)."""
 
@@ -105,6 +114,7 @@ class Snapshot(PointInTime):
     surge: Surge
     sl_breach: bool
     today: Today | None = None  # contract 4: from local midnight to as_of
+    staffing: Staffing | None = None  # null while no dispatcher leads
 
 
 class Centre(PointInTime):

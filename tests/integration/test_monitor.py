@@ -283,3 +283,21 @@ async def test_two_monitors_split_the_queues_and_agree_with_replay(
     assert {v["queue_id"] for v in recent} == {"a", "b"}
     for snap in recent:  # whoever published it, every snapshot is the replay's
         assert comparable(snap) == replayed(events, str(snap["as_of"]))[snap["queue_id"]]
+
+
+async def test_snapshots_carry_the_dispatchers_staffing_while_it_leads(
+    stack: LocalStack, prefix: str, redis_client: aioredis.Redis
+) -> None:
+    """`staffing` is what the leading dispatcher last stored for the queue; null for a
+    queue it has not sized, and for every queue once its entry is gone."""
+    settings = settings_for(stack, prefix)
+    await ensure_topics(settings)
+    await produce(stack, prefix, trace(12))
+    sized = {"needed": 7, "have": 4.5, "lent": 0, "borrowed": 2}
+    await redis_client.hset(f"{prefix}staffing", "a", orjson.dumps(sized))
+    async with serve(create_app(settings)):
+        snaps = await wait_for(redis_client, prefix, lambda s: {"a", "b"} <= set(s))
+        assert (snaps["a"]["staffing"], snaps["b"]["staffing"]) == (sized, None)
+        await redis_client.delete(f"{prefix}staffing")
+        snaps = await wait_for(redis_client, prefix, lambda s: s["a"]["staffing"] is None)
+        assert snaps["b"]["staffing"] is None
