@@ -68,6 +68,10 @@ class QueueSettings(BaseModel):
     moves_per_tick: Annotated[int, Field(ge=0, le=1000)] = 10
     overflow_to: Annotated[str, Field(min_length=1, max_length=256)] | None = None
     approve_within_s: Seconds = 300
+    # extensions of contract 7 (docs/agents.md): an agent is overdue on the board when
+    # not_ready or wrap_up has lasted longer than these
+    not_ready_alert_s: Seconds = 900
+    wrap_up_alert_s: Seconds = 120
 
     @field_validator("windows_s")
     @classmethod
