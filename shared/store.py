@@ -78,6 +78,12 @@ class Keys:
         return f"{self.prefix}staffing"
 
     @property
+    def agent_lists(self) -> str:
+        """Each queue's agents list (`shared.core.roster.QueueAgents.as_json`), written by
+        the monitor that owns the queue when the list or its overdue agents change."""
+        return f"{self.prefix}agents:queues"
+
+    @property
     def centre_parts(self) -> str:
         """Each monitor's part of the centre totals, by instance (`shared.core.centre`)."""
         return f"{self.prefix}centre:parts"

@@ -24,8 +24,16 @@ from shared.consume import ConsumerLoop, DeadLetters, Poison
 from shared.core.centre import part
 from shared.core.intervals import Intervals
 from shared.core.monitor import Monitor, TickOutput
+from shared.core.roster import Limits, Roster
 from shared.core.tiers import QueueAlertState
-from shared.events import AgentEvent, CallEvent, InvalidEvent, decode_event
+from shared.events import (
+    AgentEvent,
+    AgentSkillsChanged,
+    AgentStateChanged,
+    CallEvent,
+    InvalidEvent,
+    decode_event,
+)
 from shared.forecast import Forecast
 from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
 from shared.messages.alerts import AlertChange, AlertRecord, apply_change
@@ -36,6 +44,7 @@ from shared.tasks import TaskGroup
 from shared.timefmt import iso_ms, whole_ms
 
 log = logging.getLogger(__name__)
+AGENT_LISTS_EVERY_S = 2.0  # the agents lists are written at most this often
 
 
 class MonitorMetrics:
@@ -130,6 +139,7 @@ class Unstored:
     as_of: str | None = None
     centre: bytes | None = None  # this instance's part of the centre totals
     intervals: list[Interval] = field(default_factory=list)  # contract 4: closed ones
+    agent_lists: dict[str, bytes] = field(default_factory=dict)  # queue -> its agents list
     closed_through: dict[str, float] = field(default_factory=dict)
     now: float = 0.0
 
@@ -152,7 +162,14 @@ class Unstored:
 
     @property
     def empty(self) -> bool:
-        return not (self.snapshots or self.states or self.changes or self.as_of or self.intervals)
+        return not (
+            self.snapshots
+            or self.states
+            or self.changes
+            or self.as_of
+            or self.intervals
+            or self.agent_lists
+        )
 
 
 @dataclass
@@ -179,6 +196,8 @@ class MonitorShell:
     agents_behind: dict[TopicPartition, int] = field(default_factory=dict)  # the same, agents
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     staffing: dict[str, object] = field(default_factory=dict)  # the dispatcher's, by queue
+    roster: Roster = field(default_factory=Roster)  # agents, state and since (the board's list)
+    agent_lists_at: float = float("-inf")  # when the agents lists were last looked at
 
     def __post_init__(self) -> None:
         self.monitor = Monitor(grace_s=self.settings.monitor_grace_s)
@@ -297,6 +316,8 @@ class MonitorShell:
 
     async def handle(self, record: ConsumerRecord, event: CallEvent | AgentEvent) -> None:
         counted = self.monitor.add(event)
+        if counted and isinstance(event, AgentStateChanged | AgentSkillsChanged):
+            self.roster.add(event)
         self.processed += 1
         self.metrics.events.labels("counted" if counted else "skipped").inc()
 
@@ -351,12 +372,22 @@ class MonitorShell:
             )
         await producer.flush()
         self.unstored.add(out, snapshots)
+        self.keep_agent_lists(out, now)
         centre = part(now, out.stats.values(), self.monitor.engine.agents.values())
         self.unstored.centre = dumps(centre)
         self.last_tick = out
         await self.store()
         self.metrics.tick_seconds.observe(time.perf_counter() - started)
         return out
+
+    def keep_agent_lists(self, out: TickOutput, now: float) -> None:
+        """The agents lists of the owned queues that changed, at most every 2 s."""
+        if now - self.agent_lists_at < AGENT_LISTS_EVERY_S - 0.05:  # a tick early by a hair
+            return
+        self.agent_lists_at = now
+        limits = self.monitor.settings_for
+        for q in self.roster.changed(out.stats, now, lambda queue_id: Limits.of(limits(queue_id))):
+            self.unstored.agent_lists[q.queue_id] = dumps(q.as_json())
 
     def closed_through(self, out: TickOutput) -> dict[str, float]:
         """Where the intervals of the queues that closed one this tick now end."""
@@ -440,6 +471,8 @@ class MonitorShell:
                 pipe.set(self.keys.snapshots_as_of, dumps(pending.as_of))
             if pending.centre is not None:
                 pipe.hset(self.keys.centre_parts, self.instance, pending.centre)
+            if pending.agent_lists:
+                pipe.hset(self.keys.agent_lists, mapping=pending.agent_lists)  # type: ignore[arg-type]
             await pipe.execute()
             await store_intervals(
                 self.redis, self.keys, pending.intervals, pending.now, pending.closed_through
