@@ -172,6 +172,7 @@ function tile(q, moved) {
   const expected = num(surge.expected) ? `, ${Math.round(surge.expected)} expected` : "";
   const short = num(st.needed) && num(st.have) && st.needed > st.have;
   const returnNow = st.lent > 0 && lv === "bad";
+  const lentIds = st.lent > 0 ? lentBy(q.queue_id) : [];
   const known = Object.keys(q.by_site || {}).some(n => n !== "unknown");
   const sites = known && !state.site ? Object.entries(q.by_site).map(([name, b]) => {
     const bw = b.windows ? b.windows[f.key] : b;
@@ -203,6 +204,8 @@ function tile(q, moved) {
       fig("ASA", "asa_s", dur(w.asa_s)),
       fig("AHT", "aht_s", dur(w.aht_s)),
       fig("offered", "offered", w.offered ?? "–")),
+    lentIds.length ? el("div", { class: "return" }, `${st.lent} lent to other queues`,
+      button(returnNow ? "return urgent" : "return", { undo: lentIds.join("\n") }, "return now")) : null,
     sites ? el("div", { class: "sites", data: { field: "sites" } }, "by site: " + sites) : null,
     spark(q.queue_id, s.sl_target),
     el("div", { class: "caption" }, `"now", last 30 min; dashed line: target ${pct0(s.sl_target)}`));
@@ -258,8 +261,8 @@ function chipText(a) {
 }
 // buttons survive a re-render (the same node is moved), so a press that spans a tick still clicks
 let spare = new Map();
-const buttonKey = b => `${b.className}|${b.dataset.ack || b.dataset.approve || b.dataset.reject}|${b.closest("#incident") ? 1 : 0}`;
-function keepButtons() { spare = new Map([...document.querySelectorAll("button[data-ack], button[data-approve], button[data-reject]")].map(b => [buttonKey(b), b])); }
+const buttonKey = b => `${b.className}|${b.dataset.ack || b.dataset.approve || b.dataset.reject || b.dataset.undo}|${b.closest("#incident") ? 1 : 0}`;
+function keepButtons() { spare = new Map([...document.querySelectorAll("button[data-ack], button[data-approve], button[data-reject], button[data-undo]")].map(b => [buttonKey(b), b])); }
 function button(cls, data, text, where) {
   const key = `${cls}|${Object.values(data)[0]}|${where === "incident" ? 1 : 0}`;
   const old = spare.get(key);
@@ -342,10 +345,22 @@ function planModel(g) {
     state: Object.entries(states).map(([s, n]) => g.actions.length > 1 ? `${s} ${n}` : s).join(", "),
     changed: at(g.actions.map(a => a.changed_at).filter(Boolean).sort().pop()),
     proposed: state.role === "viewer" ? [] : proposed,
+    undoable: state.role === "viewer" ? [] : g.actions.filter(undoable).map(a => a.action_id),
   };
 }
+// a sent action that moved someone or turned routing on can be undone by a lead (contract 6)
+const undoable = a => a.state === "sent" && (a.undo || []).length > 0;
+// the sent actions holding agents lent by `queueId`: "return now" undoes them
+function lentBy(queueId) {
+  if (state.role === "viewer") return [];
+  return state.actions.filter(a => undoable(a)
+    && commandsOf(a).some(c => c.type === "agent.reassign" && c.from_queue === queueId)).map(a => a.action_id);
+}
 function decisionButtons(m, where) {
-  if (!m.proposed.length) return null;
+  if (!m.proposed.length) {
+    return m.undoable.length ? el("span", { class: "buttons" },
+      button("undo", { undo: m.undoable.join("\n") }, "undo", where)) : null;
+  }
   const ids = m.proposed.join("\n");
   return el("span", { class: "buttons" },
     button("approve", { approve: ids }, "approve", where), button("reject", { reject: ids }, "reject", where));
@@ -585,7 +600,7 @@ document.addEventListener("click", async ev => {
   if (t.dataset.close === "day") { state.day = null; render(); return; }
   try {
     if (t.dataset.ack) { await call("POST", `/v1/alerts/${encodeURIComponent(t.dataset.ack)}/ack`); await refreshAlerts(); }
-    for (const [verb, ids] of [["approve", t.dataset.approve], ["reject", t.dataset.reject]]) {
+    for (const [verb, ids] of [["approve", t.dataset.approve], ["reject", t.dataset.reject], ["undo", t.dataset.undo]]) {
       if (!ids) continue;
       const done = await Promise.allSettled(ids.split("\n").map(
         id => call("POST", `/v1/actions/${encodeURIComponent(id)}/${verb}`)));
