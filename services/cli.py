@@ -102,6 +102,12 @@ def _tail_queue_log(args: argparse.Namespace) -> int:
     return tail_queue_log(Path(args.path), args.ingest, token, state, args.poll_s)
 
 
+def _rebuild_intervals(args: argparse.Namespace) -> int:
+    from services.monitor.rebuild import main as rebuild
+
+    return rebuild(["--from", args.start, "--to", args.end, "--tick-s", str(args.tick_s)])
+
+
 def _tick_s(text: str) -> float:
     value = float(text)
     if not 0.1 <= value <= 60:
@@ -138,6 +144,17 @@ def build_parser() -> argparse.ArgumentParser:
     sc.add_argument("--compare", action="store_true", help="dispatch off, then on: a table")
     sc.add_argument("--plot", metavar="FILE.png", help="draw the run (the 'on' one with --compare)")
     sc.set_defaults(func=_scenario)
+
+    rb = sub.add_parser(
+        "rebuild-intervals",
+        help="recompute the 15-minute intervals of a span from Kafka into Redis "
+        "(FLOORWATCH_* settings name the broker and Redis)",
+    )
+    stamp = {"required": True, "metavar": "TS", "help": "RFC 3339, with offset"}
+    rb.add_argument("--from", dest="start", **stamp)  # type: ignore[arg-type]
+    rb.add_argument("--to", dest="end", **stamp)  # type: ignore[arg-type]
+    rb.add_argument("--tick-s", type=_tick_s, default=60.0, help="seconds between ticks")
+    rb.set_defaults(func=_rebuild_intervals)
 
     tq = sub.add_parser("tail-queue-log", help="follow Asterisk's queue_log into ingest")
     tq.add_argument(
