@@ -70,8 +70,8 @@ class QueueSettings(BaseModel):
     approve_within_s: Seconds = 300
     # extensions of contract 7 (docs/agents.md): an agent is overdue on the board when
     # not_ready or wrap_up has lasted longer than these
-    not_ready_alert_s: Seconds = 900
-    wrap_up_alert_s: Seconds = 120
+    not_ready_alert_s: Seconds = 900.0
+    wrap_up_alert_s: Seconds = 120.0
 
     @field_validator("windows_s")
     @classmethod

@@ -7,7 +7,7 @@ import logging
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
-from services.api import actions, board, docs, incidents, intervals, routes
+from services.api import actions, agents, board, docs, incidents, intervals, routes
 from services.api.auth import Tokens
 from services.api.fanout import Fanout, follow
 from services.api.settings import ApiSettings
@@ -67,6 +67,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         "managers and on-call leads. Every route takes `Authorization: Bearer <token>`.",
         read_timeout_s=settings.api_read_timeout_s,
     )
+    app.include_router(agents.router)  # before /queues/{queue_id:path} would take .../agents
     app.include_router(routes.router)
     app.include_router(actions.router)
     app.include_router(incidents.router)

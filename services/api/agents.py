@@ -1,0 +1,112 @@
+"""`GET /v1/queues/{queue_id}/agents`: a queue's agents with state, reason and time in
+state, overdue ones first (`shared.core.roster`); `GET /v1/agents` counts them per queue.
+
+The monitor that owns a queue writes its list to Redis when the list or its overdue
+agents change; this answers it at the queue's latest tick (`as_of`, the later of the
+snapshot's and the list's), times in state and overdue flags computed at that instant.
+A token scoped to sites sees the agents of those sites alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+
+from services.api.auth import Principal
+from services.api.routes import _ERRORS, State, Viewer, get_queue
+from services.api.state import ApiState
+from shared.core.roster import Entry, Limits, QueueAgents, listing, stored_entries
+from shared.errors import NotFound
+from shared.http import JsonResponse, json_response
+from shared.store import text
+from shared.timefmt import iso_ms, parse_ts
+
+router = APIRouter(prefix="/v1", tags=["agents"], responses=_ERRORS)
+
+EXAMPLE = {
+    "queue_id": "billing",
+    "as_of": "2026-11-11T20:00:00.000Z",
+    "agents": [
+        {"agent_id": "a3", "state": "not_ready", "reason": "training",
+         "since": "2026-11-11T19:43:20.000Z", "in_state_s": 1000.0, "overdue": True,
+         "site": "north"},
+        {"agent_id": "a1", "state": "not_ready", "reason": "break",
+         "since": "2026-11-11T19:51:40.000Z", "in_state_s": 500.0, "overdue": False,
+         "site": "north"},
+        {"agent_id": "a4", "state": "busy", "reason": None,
+         "since": "2026-11-11T19:59:10.000Z", "in_state_s": 50.0, "overdue": False,
+         "site": "south"},
+    ],
+    "overdue": 1,
+    "staffed": 3,
+    "not_ready_alert_s": 900.0,
+    "wrap_up_alert_s": 120.0,
+}  # fmt: skip
+
+
+def _at(
+    queue_id: str, snapshot: dict[str, Any] | None, stored: dict[str, Any] | None, who: Principal
+) -> QueueAgents:
+    """The queue's list at its latest tick, as this token may see it."""
+    as_of = parse_ts(str(snapshot["as_of"])) if snapshot is not None else float("-inf")
+    entries: list[Entry] = []
+    limits = Limits()
+    staffed: int | None = None
+    if stored is not None:
+        written, entries, limits = stored_entries(stored)
+        as_of = max(as_of, written)
+        staffed = int(stored["staffed"])  # the list is bounded; this counts them all
+    if who.sites:
+        entries = [e for e in entries if e.site in who.sites]
+        staffed = None
+    out = listing(queue_id, as_of, entries, limits)
+    if staffed is not None and staffed > out.staffed:
+        out = QueueAgents(queue_id, as_of, out.agents, out.overdue, staffed, limits)
+    return out
+
+
+def _visible(api: ApiState, who: Principal, queue_id: str, snapshot: dict[str, Any] | None) -> bool:
+    return api.visible(who, snapshot if snapshot is not None else {"queue_id": queue_id})
+
+
+@router.get(
+    "/queues/{queue_id:path}/agents",
+    summary="A queue's agents: state, reason, time in state, overdue ones first",
+    responses={200: {"content": {"application/json": {"example": EXAMPLE}}}},
+)
+async def queue_agents(queue_id: str, request: Request, who: Viewer, api: State) -> JsonResponse:
+    raw_path = request.scope.get("raw_path")
+    if isinstance(raw_path, bytes) and not raw_path.endswith(b"/agents"):
+        # `.../x%2Fagents`: the snapshot of a queue whose id ends in "/agents"
+        return await get_queue(f"{queue_id}/agents", who, api)
+    pipe = api.redis.pipeline(transaction=False)
+    pipe.hget(api.keys.snapshots, queue_id)
+    pipe.hget(api.keys.agent_lists, queue_id)
+    raw_snapshot, raw_list = await pipe.execute()
+    snapshot = orjson.loads(raw_snapshot) if raw_snapshot is not None else None
+    stored = orjson.loads(raw_list) if raw_list is not None else None
+    if (snapshot is None and stored is None) or not _visible(api, who, queue_id, snapshot):
+        raise NotFound(f"queue {queue_id!r}: no snapshot yet")
+    return json_response(_at(queue_id, snapshot, stored, who).as_json())
+
+
+@router.get("/agents", summary="Per queue: agents staffed and overdue (the board's tiles)")
+async def overdue_counts(who: Viewer, api: State) -> JsonResponse:
+    pipe = api.redis.pipeline(transaction=False)
+    pipe.hgetall(api.keys.snapshots)
+    pipe.hgetall(api.keys.agent_lists)
+    raw_snapshots, raw_lists = await pipe.execute()
+    snapshots = {text(k): orjson.loads(v) for k, v in raw_snapshots.items()}
+    lists = {text(k): orjson.loads(v) for k, v in raw_lists.items()}
+    queues = []
+    as_of = float("-inf")
+    for queue_id in sorted(snapshots.keys() | lists.keys()):
+        snapshot = snapshots.get(queue_id)
+        if not _visible(api, who, queue_id, snapshot):
+            continue
+        at = _at(queue_id, snapshot, lists.get(queue_id), who)
+        as_of = max(as_of, at.now)
+        queues.append({"queue_id": queue_id, "overdue": at.overdue, "staffed": at.staffed})
+    return json_response({"as_of": iso_ms(as_of) if queues else None, "queues": queues})
