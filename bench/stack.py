@@ -177,8 +177,17 @@ async def e2e_latency_ms(rate: int = 2000, seconds: float = 60.0) -> dict[str, f
         stop = asyncio.Event()
 
         async def watch() -> None:
+            while not stop.is_set():  # a board closes a client it finds slow: reconnect
+                try:
+                    await watch_once()
+                except websockets.ConnectionClosed:
+                    continue
+
+        async def watch_once() -> None:
             async with websockets.connect(
-                urls["api"].replace("http", "ws") + f"/v1/ws/board?token={API_TOKEN}", max_size=None
+                urls["api"].replace("http", "ws") + "/v1/ws/board",
+                additional_headers={"Authorization": f"Bearer {API_TOKEN}"},  # not in the URL
+                max_size=None,
             ) as ws:
                 while not stop.is_set():
                     try:
