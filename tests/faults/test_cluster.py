@@ -195,6 +195,7 @@ async def test_leader_and_a_monitor_killed_mid_surge(cluster: FaultStack) -> Non
     wrong = mismatches(shown, sender.acked)
     record(
         "cluster: leading dispatcher and a monitor SIGKILL mid-surge",
+        acked=len(sender.acked),
         commands=len(after),
         commands_before_kill=len(first),
         actions=len(stored),
