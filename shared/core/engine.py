@@ -870,15 +870,18 @@ class Engine:
         return dropped
 
     def _cap(self, now: float) -> int:
-        """Hold at most `max_events` events: forget the oldest (every event of the latest
-        time forgotten goes too), with their dedup and call entries. Windows and baseline
+        """Hold at most `max_events` events: past it, forget the oldest down to nine tenths
+        of it (every event of the latest time forgotten goes too), with their dedup and
+        call entries. Windows and baseline
         spans that start at or after the cut keep every number; a queue's baseline reads
         "not yet observed" (None) while its span reaches back past the cut, rather than
         an undercount that would look like a surge; events at or before the cut are
         skipped from then on (`skipped_old`), so a re-delivery is never counted twice."""
         if self.max_events is None or len(self.log) <= self.max_events:
             return 0
-        cutoff = self.log.cutoff_keeping(self.max_events)
+        # down to nine tenths of the cap: the cleanup below walks everything held, so it
+        # runs at most once per tenth of the cap's worth of new events, not every tick
+        cutoff = self.log.cutoff_keeping(self.max_events - self.max_events // 10)
         if cutoff is None:
             return 0
         dropped = self.log.drop_before(cutoff)

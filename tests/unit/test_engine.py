@@ -465,3 +465,14 @@ def test_the_cap_logs_a_line_when_it_bites(caplog: pytest.LogCaptureFixture) -> 
         "event cap reached: forgot 2 events at or before 3990 s ago (2 in all); "
         "windows reaching further back count only what is held"
     ]
+
+
+def test_the_cap_forgets_down_to_nine_tenths_of_itself() -> None:
+    engine = Engine(max_events=20)
+    engine.add_many([call("queued", -1000 + n, f"c{n}") for n in range(21)])
+    engine.compute(NOW)
+    assert engine.prune(NOW) == 3  # 21 held, over 20: down to 18
+    assert (len(engine.log), engine.floor - NOW) == (18, -998.0)
+    engine.add_many([call("queued", -500 + n, f"d{n}") for n in range(2)])
+    engine.compute(NOW)
+    assert (engine.prune(NOW), len(engine.log)) == (0, 20)  # at the cap: nothing forgotten
