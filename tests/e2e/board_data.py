@@ -185,6 +185,44 @@ ACTIONS = [
 ]
 
 
+def listed(agent_id: str, state: str, reason: str | None, since: str, site: str) -> dict[str, Any]:
+    """One agent as the monitor stores a queue's list (`in_state_s`, `overdue` as of then)."""
+    return {"agent_id": agent_id, "state": state, "reason": reason, "since": since,
+            "in_state_s": 0.0, "overdue": False, "site": site}  # fmt: skip
+
+
+# sales at 20:00:00, limits not_ready 900 s, wrap_up 120 s: the hostile id not_ready for
+# 20:00 and sa02 in wrap-up for 3:00 are overdue; sa03 not_ready for 10:00 is not; sa04
+# busy for 45 s. billing: one agent, available. The API recomputes times and flags.
+AGENT_LISTS = {
+    "sales": {
+        "queue_id": "sales", "as_of": AS_OF, "overdue": 2, "staffed": 4,
+        "not_ready_alert_s": 900.0, "wrap_up_alert_s": 120.0,
+        "agents": [
+            listed("sa04", "busy", None, "2026-11-11T19:59:15.000Z", "nyc"),
+            listed("sa03", "not_ready", "break", "2026-11-11T19:50:00.000Z", "lon"),
+            listed("sa02", "wrap_up", None, "2026-11-11T19:57:00.000Z", "lon"),
+            listed(HOSTILE_AGENT, "not_ready", "<b>lunch</b>", "2026-11-11T19:40:00.000Z", "lon"),
+        ],
+    },
+    "billing": {
+        "queue_id": "billing", "as_of": AS_OF, "overdue": 0, "staffed": 1,
+        "not_ready_alert_s": 900.0, "wrap_up_alert_s": 120.0,
+        "agents": [listed("bi02", "available", None, "2026-11-11T19:59:00.000Z", "lon")],
+    },
+}  # fmt: skip
+
+
+async def seed_agents(redis_url: str, prefix: str) -> None:
+    """Write the agents lists where the monitor writes them."""
+    redis = aioredis.Redis.from_url(redis_url)
+    try:
+        for queue_id, body in AGENT_LISTS.items():
+            await redis.hset(f"{prefix}agents:queues", queue_id, orjson.dumps(body))
+    finally:
+        await redis.aclose()
+
+
 async def seed(redis_url: str, prefix: str) -> None:
     """Write the hand-made snapshots, alerts and actions where the API reads them."""
     redis = aioredis.Redis.from_url(redis_url)

@@ -25,6 +25,7 @@ from tests.e2e.board_data import (
     api_server,
     chromium,
     seed,
+    seed_agents,
     snapshot,
     texts,
 )
@@ -281,3 +282,43 @@ async def test_two_dozen_queues_fit_a_tv_also_when_the_stale_banner_shows(
         await page.wait_for_selector("#stale", state="visible", timeout=5_000)
         await page.wait_for_timeout(200)
         assert await page.evaluate(OFF_SCREEN, False) == []
+
+
+async def test_overdue_agents_on_the_tile_and_listed_in_the_day(
+    stack: LocalStack, prefix: str
+) -> None:
+    await seed(stack.redis_url, prefix)
+    await seed_agents(stack.redis_url, prefix)
+    async with api_server(stack, prefix) as url, chromium() as browser:
+        page = await open_board(browser, url, 1920, 1080, "board-viewer")
+        await page.wait_for_selector('#tiles [data-field="overdue"]')
+        assert await field(page, "sales", "overdue") == "2 agents overdue"
+        assert await texts(page, '#tiles [data-field="overdue"]') == ["2 agents overdue"]
+        assert await page.evaluate(OFF_SCREEN, False) == []
+
+        await page.click('#tiles [data-day="sales"]')
+        await page.wait_for_selector("#intraday .agents li")
+        assert await page.inner_text('[data-field="agents_head"]') == (
+            "agents: 4 staffed, 2 overdue"
+        )
+        rows = await page.eval_on_selector_all(
+            "#intraday .agents li",
+            "ns => ns.map(n => [...n.children].map(c => c.textContent))",
+        )
+        # overdue first, longest first; then not ready; then the rest; the flag in words
+        assert rows == [
+            ["OVERDUE", HOSTILE_AGENT, "not ready", "<b>lunch</b>", "20:00"],
+            ["OVERDUE", "sa02", "wrap-up", "", "3:00"],
+            ["", "sa03", "not ready", "break", "10:00"],
+            ["", "sa04", "busy", "", "45 s"],
+        ]
+        assert await texts(page, "#intraday .agents li", "data-agent") == [
+            HOSTILE_AGENT,
+            "sa02",
+            "sa03",
+            "sa04",
+        ]
+        assert await page.evaluate("window.__xss") is None
+        assert (
+            await page.evaluate("document.querySelectorAll('#intraday svg svg, b b').length") == 0
+        )

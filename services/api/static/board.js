@@ -10,6 +10,7 @@ const state = {
   queues: {}, history: {}, alerts: [], actions: [], settings: {}, tickS: 2, lastTick: 0,
   role: "viewer", site: new URLSearchParams(location.search).get("site") || "",
   day: null,  // the queue whose day is shown in 15-minute intervals, and its intervals
+  agents: {}, agentsAt: 0,  // per queue: agents staffed and overdue (GET /v1/agents)
 };
 window.boardState = state;  // read by the browser tests
 
@@ -191,6 +192,7 @@ function tile(q, moved) {
       el("div", { class: "dim" }, "now: callers still waiting past target count as missed")),
     lv && f.waiting === 0 && num(w.answer_rate) && w.answer_rate < s.sl_target
       ? el("div", { class: "note" }, "recovering: nobody waiting now") : null,
+    overdueLine(q.queue_id),
     el("div", { class: "figs" },
       fig("waiting", "waiting", f.waiting ?? "–"),
       fig(`over ${s.sl_threshold_s} s`, "waiting_over_target", f.over ?? "–", f.over > 0 ? lv || null : null),
@@ -209,6 +211,59 @@ function tile(q, moved) {
     sites ? el("div", { class: "sites", data: { field: "sites" } }, "by site: " + sites) : null,
     spark(q.queue_id, s.sl_target),
     el("div", { class: "caption" }, `"now", last 30 min; dashed line: target ${pct0(s.sl_target)}`));
+}
+
+// ---- agents: not ready or in wrap-up longer than the queue allows (settings
+// not_ready_alert_s, wrap_up_alert_s); counts for every tile, one queue's list in its day
+const AGENTS_EVERY_MS = 5000, AGENTS_SHOWN = 24;
+const STATE_WORDS = { not_ready: "not ready", wrap_up: "wrap-up", busy: "busy", available: "available" };
+function overdueLine(id) {
+  const n = (state.agents[id] || {}).overdue || 0;
+  if (!(n > 0)) return null;
+  return el("div", { class: "overdue" },
+    el("b", { data: { field: "overdue" } }, `${n} agent${n === 1 ? "" : "s"} overdue`),
+    el("span", { class: "why" }, " · not ready or wrap-up too long"));
+}
+async function loadAgents() {
+  state.agentsAt = Date.now();
+  try {
+    const body = await call("GET", "/v1/agents");
+    state.agents = Object.fromEntries(body.queues.map(q => [q.queue_id, q]));
+    render();
+  } catch (e) { console.warn(e); }
+}
+async function loadDayAgents(day) {
+  day.agentsAt = Date.now();
+  try {
+    const body = await call("GET", `/v1/queues/${encodeURIComponent(day.queue)}/agents`);
+    if (state.day === day) { day.agents = body; day.agentsError = ""; }
+  } catch (e) {
+    if (state.day === day) day.agentsError = "agents unavailable";
+    console.warn(e);
+  }
+  render();
+}
+function agentsSection(day) {
+  const body = day.agents;
+  if (!body) return el("div", { class: "agents dim" }, day.agentsError || "agents: loading…");
+  const rows = body.agents.filter(a => !day.site || a.site === day.site);
+  const staffed = day.site ? rows.length : body.staffed;
+  const overdue = day.site ? rows.filter(a => a.overdue).length : body.overdue;
+  const shown = rows.slice(0, AGENTS_SHOWN);
+  return el("div", { class: "agents" },
+    el("h4", {}, el("span", { data: { field: "agents_head" } },
+                    `agents: ${staffed} staffed, ${overdue} overdue`),
+      el("span", { class: "dim" }, ` · overdue: not ready over ${dur(body.not_ready_alert_s)},` +
+                                  ` wrap-up over ${dur(body.wrap_up_alert_s)}; longest first`),
+      day.agentsError ? el("span", { class: "warn" }, " " + day.agentsError) : null),
+    el("ol", {}, ...shown.map(a => el("li", { class: a.overdue ? "late" : null, data: { agent: a.agent_id } },
+      el("b", { class: "flag" }, a.overdue ? "OVERDUE" : ""),
+      el("span", { class: "who" }, a.agent_id),
+      el("span", {}, STATE_WORDS[a.state] || a.state),
+      el("span", { class: "dim" }, a.reason || ""),
+      el("span", { class: "time" }, dur(a.in_state_s))))),
+    rows.length > shown.length
+      ? el("div", { class: "dim" }, `${rows.length - shown.length} more not shown`) : null);
 }
 
 // ---- totals: counts summed, rates recomputed from the sums (contract 4)
@@ -462,8 +517,10 @@ function renderSites() {
 const DAY_MS = 24 * 3600 * 1000, SLOT_MS = 15 * 60 * 1000;
 const hhmm = ms => new Date(ms).toLocaleTimeString("en-GB", { hour12: false, hour: "2-digit", minute: "2-digit" });
 function openDay(id) {
-  state.day = { queue: id, site: state.site, intervals: [], loadedAt: 0, error: "" };
+  state.day = { queue: id, site: state.site, intervals: [], loadedAt: 0, error: "",
+                agents: null, agentsAt: 0, agentsError: "" };
   loadDay();
+  loadDayAgents(state.day);
 }
 async function loadDay() {
   const day = state.day;
@@ -521,6 +578,7 @@ function renderDay() {
   if (!day) { panel.replaceChildren(); return; }
   if (day.site !== state.site) { openDay(day.queue); return; }  // the site picked changed
   if (Date.now() - day.loadedAt > 60_000) loadDay();  // an interval closes every 15 minutes
+  if (day.agentsAt && Date.now() - day.agentsAt > AGENTS_EVERY_MS) loadDayAgents(day);
   const q = state.queues[day.queue] || {}, s = settingsOf(day.queue), t = q.today || {};
   const start = Date.parse(day.from || t.start || new Date(Date.now() - DAY_MS).toISOString());
   const slots = Array.from({ length: 96 }, () => null);
@@ -563,7 +621,8 @@ function renderDay() {
           { kind: "ref", value: v("agents_required"), colour: "#e6edf3" }]))),
     el("div", { class: "dim", data: { field: "day_span" } },
       `${hhmm(start)} to ${hhmm(start + shown.length * SLOT_MS)}, ` +
-      `${day.intervals.length} interval${day.intervals.length === 1 ? "" : "s"} closed, ${hour.toFixed(0)} h shown`));
+      `${day.intervals.length} interval${day.intervals.length === 1 ? "" : "s"} closed, ${hour.toFixed(0)} h shown`),
+    agentsSection(day));
 }
 
 function render() {
@@ -623,6 +682,7 @@ function applyQueues(queues) {
     while (h.length && Date.parse(h[0][0]) < cutoff) h.shift();
   }
   state.lastTick = Date.now();
+  if (Date.now() - state.agentsAt > AGENTS_EVERY_MS) loadAgents();
   render();
 }
 
