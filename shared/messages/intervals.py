@@ -11,20 +11,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from shared.messages.alerts import Instant
-
-Count = Annotated[int, Field(ge=0)]
-Rate = Annotated[float, Field(ge=0, le=1)] | None
-Seconds = Annotated[float, Field(ge=0)]
+from shared.messages.figures import Count, Frozen, Rate, Seconds
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class IntervalFigures(_Frozen):
+class IntervalFigures(Frozen):
     """The figures of one interval, or of today so far (contract 4)."""
 
     arrivals: Count
@@ -39,7 +32,7 @@ class IntervalFigures(_Frozen):
     agents_required: Count | None  # null without an AHT
 
 
-class IntervalSums(_Frozen):
+class IntervalSums(Frozen):
     """The counts and sums behind an interval's rates: intervals add up into days."""
 
     answered: Count = 0

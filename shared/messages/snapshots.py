@@ -13,18 +13,11 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.messages.alerts import Instant
+from shared.messages.figures import Count, Frozen, Rate, Seconds
 from shared.messages.intervals import Today
 
-Count = Annotated[int, Field(ge=0)]
-Rate = Annotated[float, Field(ge=0, le=1)] | None
-Seconds = Annotated[float, Field(ge=0)]
 
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class WindowFigures(_Frozen):
+class WindowFigures(Frozen):
     """The windowed figures of contract 4 for one window."""
 
     arrivals: Count
@@ -45,7 +38,7 @@ class WindowFigures(_Frozen):
     callback_rate: Rate
 
 
-class AgentCounts(_Frozen):
+class AgentCounts(Frozen):
     """Agents by state (contract 4); `staffed` is all but offline."""
 
     available: Count = 0
@@ -55,7 +48,7 @@ class AgentCounts(_Frozen):
     staffed: Count = 0
 
 
-class PointInTime(_Frozen):
+class PointInTime(Frozen):
     """The figures of contract 4 that have no window."""
 
     waiting: Count
@@ -91,7 +84,7 @@ class Surge(BaseModel):
     since: Instant | None = None
 
 
-class Staffing(_Frozen):
+class Staffing(Frozen):
     """contract 7 `staffing`: as the dispatcher sized the queue (its leader writes it)."""
 
     needed: Count

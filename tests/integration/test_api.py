@@ -125,6 +125,8 @@ async def test_settings_defaults_partial_update_and_refusal(
                      "3": ["emergency", "callback", "overflow"]},
         "standby_share": 0.2, "max_lent_share": 0.3, "max_borrowed": 40, "moves_per_tick": 10,
         "overflow_to": None, "approve_within_s": 300.0,
+        # beyond the contract's list: when an agent's not-ready or wrap-up is flagged
+        "not_ready_alert_s": 900.0, "wrap_up_alert_s": 120.0,
     }  # fmt: skip
     assert (
         await client.get("/v1/settings/queues/billing", headers=auth("viewer"))
