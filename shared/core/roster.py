@@ -35,6 +35,7 @@ class AgentRecord:
     state: str | None = None
     reason: str | None = None
     since: float = -math.inf  # when the current state began (whole milliseconds)
+    since_iso: str = ""  # the same as text, made once a state change (not once a tick)
     state_ts: float = -math.inf  # the latest state event's time
     serving: frozenset[str] = frozenset()
     skills_ts: float = -math.inf
@@ -52,6 +53,7 @@ class Entry:
     reason: str | None
     since: float
     site: str | None = None
+    since_iso: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +67,14 @@ class Row:
     in_state_s: float
     overdue: bool
     site: str | None = None
-
-    def entry(self) -> Entry:
-        return Entry(self.agent_id, self.state, self.reason, self.since, self.site)
+    since_iso: str = ""
 
     def as_json(self) -> dict[str, object]:
         return {
             "agent_id": self.agent_id,
             "state": self.state,
             "reason": self.reason,
-            "since": iso_ms(self.since),
+            "since": self.since_iso or iso_ms(self.since),
             "in_state_s": self.in_state_s,
             "overdue": self.overdue,
             "site": self.site,
@@ -141,6 +141,7 @@ def stored_entries(body: dict[str, Any]) -> tuple[float, list[Entry], Limits]:  
             a.get("reason"),
             parse_ts(a["since"]),
             a.get("site"),
+            str(a["since"]),
         )
         for a in body["agents"]
     ]
@@ -165,7 +166,8 @@ def listing(
         late = limit is not None and in_state > limit
         if limit is not None and not late:
             due = min(due, e.since + limit)
-        rows.append(Row(e.agent_id, e.state, e.reason, e.since, in_state, late, e.site))
+        row = Row(e.agent_id, e.state, e.reason, e.since, in_state, late, e.site, e.since_iso)
+        rows.append(row)
     rows.sort(
         key=lambda r: (0 if r.overdue else 1 if r.state in ALERTED else 2, r.since, r.agent_id)
     )
@@ -201,7 +203,7 @@ class Roster:
         if isinstance(event, AgentStateChanged):
             if ts >= agent.state_ts:
                 if event.state != agent.state:
-                    agent.state, agent.since = event.state, ts
+                    agent.state, agent.since, agent.since_iso = event.state, ts, iso_ms(ts)
                     changed = True
                 changed = changed or agent.reason != event.reason
                 agent.reason, agent.state_ts = event.reason, ts
@@ -222,7 +224,7 @@ class Roster:
         for agent_id in self.members.get(queue_id, ()):
             a = self.agents[agent_id]
             if a.state is not None and a.state != "offline":
-                out.append(Entry(a.agent_id, a.state, a.reason, a.since, a.site))
+                out.append(Entry(a.agent_id, a.state, a.reason, a.since, a.site, a.since_iso))
         return out
 
     def queue(self, queue_id: str, now: float, limits: Limits) -> QueueAgents:
