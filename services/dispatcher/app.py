@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 
 import httpx
+from aiokafka.errors import KafkaError
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
 
 from services.dispatcher.service import DispatcherShell, tick_forever
 from services.dispatcher.settings import DispatcherSettings
@@ -16,6 +19,8 @@ from shared.leader import Fence, Leader, Lease, instance_id, while_leading
 from shared.service import Running, build_app
 from shared.store import new_redis
 from shared.tasks import TaskGroup
+
+log = logging.getLogger(__name__)
 
 
 def create_app(settings: DispatcherSettings | None = None) -> FastAPI:
@@ -44,8 +49,15 @@ def create_app(settings: DispatcherSettings | None = None) -> FastAPI:
                 return shell.follow
             try:
                 await shell.lead(token)
+            except (KafkaError, RedisError, OSError):
+                # the broker or Redis away mid-takeover: undone, the lease given up, and
+                # taken again (by this instance or another) once they answer
+                log.warning("taking over failed; the lease is given up", exc_info=True)
+                await shell.follow()
+                await leader.resign()
+                return shell.follow
             except BaseException:
-                await shell.follow()  # half taken over (cancelled, broker away): undone
+                await shell.follow()  # cancelled half way: undone
                 raise
             tasks.start("consume-requests", shell.requests_loop().run())
             tasks.start("tick", tick_forever(shell, settings.tick_s))
