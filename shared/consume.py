@@ -12,11 +12,11 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 from prometheus_client import Counter
@@ -79,6 +79,16 @@ class DeadLetters:
         await self.producer.send_and_wait(self.topic, dumps(body))
 
 
+def shrunk(
+    ends: Mapping[TopicPartition, int], before: Mapping[TopicPartition, int]
+) -> list[TopicPartition]:
+    """The partitions whose log end is now lower than it was: their log was made anew."""
+    return sorted(
+        (tp for tp, end in ends.items() if tp in before and end < before[tp]),
+        key=lambda tp: (tp.topic, tp.partition),
+    )
+
+
 @dataclass
 class ConsumerLoop(Generic[T]):
     """Poll, decode, handle, dead-letter, commit: until cancelled."""
@@ -94,6 +104,7 @@ class ConsumerLoop(Generic[T]):
     max_retry_s: float = 10.0
     check_log_s: float = 2.0  # how often to look for a log that was recreated (0: never)
     commit_timeout_s: float = 5.0
+    _ends: dict[TopicPartition, int] = field(default_factory=dict)  # at the last log check
 
     async def run(self) -> None:
         last_check = time.monotonic()
@@ -117,20 +128,18 @@ class ConsumerLoop(Generic[T]):
                 await self.after_poll()
 
     async def rewind_recreated(self) -> None:
-        """Read a partition again from its start when its log is now shorter than our
-        position: the broker lost it and made it anew (the local broker keeps topics in
-        memory). Consumers count each record once, so reading again is harmless."""
+        """Read a partition again from its start when its log's end went backwards: the
+        broker lost the log and made it anew (the local broker keeps topics in memory).
+        Consumers count each record once, so reading again is harmless. A log's end is
+        compared with the end seen before, not with our position: a broker may report
+        as the end the first offset of the last batch, which a reader is past."""
         try:
             parts = list(self.consumer.assignment())
             if not parts:
                 return
-            # positions first: a log's end only grows, so an end read afterwards that is
-            # below a position means the log was truly recreated, not that records came in
-            positions = {
-                tp: await asyncio.wait_for(self.consumer.position(tp), 1.0) for tp in parts
-            }
             ends = await asyncio.wait_for(self.consumer.end_offsets(parts), 5.0)
-            behind = [tp for tp in parts if positions[tp] > ends.get(tp, 0)]
+            behind = shrunk(ends, self._ends)
+            self._ends = {tp: ends[tp] for tp in parts if tp in ends}
             if behind:
                 log.warning("log recreated; reading it again", extra={"partitions": len(behind)})
                 await self.consumer.seek_to_beginning(*behind)
