@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from services.monitor.service import MonitorMetrics, MonitorShell, tick_forever
 from services.monitor.settings import MonitorSettings
@@ -18,11 +18,19 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
     settings = settings or MonitorSettings()
     registry = CollectorRegistry()
     metrics = MonitorMetrics(registry)
+    capped = Gauge(
+        "floorwatch_monitor_events_capped",
+        "events forgotten because the monitor held its most (FLOORWATCH_MONITOR_MAX_EVENTS)",
+        registry=registry,
+    )
 
     async def start(app: FastAPI, tasks: TaskGroup) -> Running:
         client = new_redis(settings)
         shell = MonitorShell(settings, client, metrics, tasks=tasks)
         app.state.shell = shell
+        engine = shell.monitor.engine
+        engine.max_events = settings.monitor_max_events
+        capped.set_function(lambda: float(engine.capped_events))
         await shell.start()
         assert shell.agents is not None  # noqa: S101  # started
         shell.start_consuming()

@@ -15,3 +15,7 @@ class MonitorSettings(CommonSettings):
     monitor_port: int = 8002
     monitor_group_id: str = "floorwatch-monitor"
     monitor_grace_s: float = Field(300.0, ge=0, description="kept beyond the longest window")
+    monitor_max_events: int | None = Field(
+        None, ge=1000, description="events held at most; past it the oldest are forgotten "
+        "(about 250 bytes each; unset: no cap)",
+    )  # fmt: skip

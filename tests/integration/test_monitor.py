@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import orjson
 import pytest
 import redis.asyncio as aioredis
@@ -301,3 +302,29 @@ async def test_snapshots_carry_the_dispatchers_staffing_while_it_leads(
         await redis_client.delete(f"{prefix}staffing")
         snaps = await wait_for(redis_client, prefix, lambda s: s["a"]["staffing"] is None)
         assert snaps["b"]["staffing"] is None
+
+
+async def test_a_monitor_holds_at_most_its_cap_and_says_how_many_it_forgot(
+    stack: LocalStack, prefix: str, redis_client: aioredis.Redis
+) -> None:
+    """1,100 calls against a cap of 1,000: past the cap the oldest go (down to nine
+    tenths of it), counted on `/metrics`; what is held plus what was forgotten is all."""
+    settings = settings_for(stack, prefix).model_copy(update={"monitor_max_events": 1000})
+    await ensure_topics(settings)
+    calls = [
+        {"event_id": f"k{i}", "type": "call.queued", "ts": stamp(-240 + i * 0.2),
+         "call_id": f"k{i}", "queue_id": "cap"}
+        for i in range(1100)
+    ]  # fmt: skip
+    await produce(stack, prefix, calls)
+    app = create_app(settings)
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        engine = app.state.shell.monitor.engine
+        deadline = time.monotonic() + 20
+        while engine.capped_events + len(engine.log) < 1100 or engine.capped_events == 0:
+            assert time.monotonic() < deadline, (engine.capped_events, len(engine.log))
+            await asyncio.sleep(0.1)
+        held, forgot = len(engine.log), engine.capped_events
+        assert (held + forgot, held <= 1000, forgot >= 100) == (1100, True, True)
+        metrics = (await client.get("/metrics")).text
+        assert f"floorwatch_monitor_events_capped {float(forgot)}" in metrics
