@@ -154,7 +154,7 @@ def _window(
     )  # fmt: skip
 
 
-def _metrics(t: TotalsRows, i: int, over: int, miss: bool) -> WindowMetrics:
+def window_metrics(t: TotalsRows, i: int, over: int, miss: bool) -> WindowMetrics:
     """`_window` of row `i`, inlined: it runs for every queue, window and key each tick."""
     arrivals, answered, abandoned, callbacks, overflowed, ended, connected, other = t.counts[i]
     short = t.short_abandoned[i]
@@ -630,7 +630,7 @@ class Engine:
         self.log.flush()
         nq = len(self.queue_ids)
         settings = [self.settings_for(q) for q in self.queue_ids]
-        params = self._param_arrays(settings)
+        params = self.param_arrays(settings)
         spans = sorted({w for s in settings for w in s.windows_s})
         by_window = {w: t.rows() for w, t in self._window_totals(now, spans, nq, params).items()}
         surge = self._arrivals_between(settings, now, lambda s: (now - s.surge_window_s, now))
@@ -643,7 +643,7 @@ class Engine:
         agents, site_agents = self._agent_counts()
         spots = [self._point_in_time(i, now, settings[i]) for i in range(nq)]
         # a queue's window with the same sums as at the last tick gets the same figures
-        # back, not built again (`_metrics` is a function of its sums and `over`)
+        # back, not built again (`window_metrics` is a function of its sums and `over`)
         memo, self._memo = self._memo, {}
         windows: list[dict[int, WindowMetrics]] = []
         for i, s in enumerate(settings):
@@ -658,7 +658,7 @@ class Engine:
                 )  # fmt: skip
                 m = memo.get(key)
                 if m is None:
-                    m = _metrics(t, i, over, miss)
+                    m = window_metrics(t, i, over, miss)
                 figures[w] = self._memo[key] = m
             windows.append(figures)
         primary = [windows[i][s.primary_window_s] for i, s in enumerate(settings)]
@@ -699,7 +699,7 @@ class Engine:
         now = max((st.now for st in stats.values()), default=self.horizon)
         return centre(now, stats.values(), self.agents.values())
 
-    def _param_arrays(self, settings: list[QueueSettings]) -> Params:
+    def param_arrays(self, settings: list[QueueSettings]) -> Params:
         """Per-queue thresholds as arrays (each distinct settings object read once)."""
         rows = []
         for s in settings:
@@ -1035,7 +1035,8 @@ class BreakdownTable:
             spot = by_key.get(k, _NO_SPOT)
             name = names[k]
             agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-            out[name] = _breakdown(now, _metrics(rows, j, spot.over, self.miss[q]), spot, agents)
+            figures = window_metrics(rows, j, spot.over, self.miss[q])
+            out[name] = _breakdown(now, figures, spot, agents)
         for k, spot in by_key.items():  # waiting or owed, no event in the window
             name = names[k]
             if name not in out:

@@ -3,7 +3,7 @@
 Pure: no clock, no I/O. An interval ending at `T` holds the events with
 `T - interval_s < ts <= T`, exactly as a window of `interval_s` seconds at `now = T`
 does, and its figures come from the same sums (`EventLog.totals`) and the same
-classification (`engine._metrics`: short abandons, flow-outs under `sl_flowouts`,
+classification (`engine.window_metrics`: short abandons, flow-outs under `sl_flowouts`,
 per-priority targets, waits resolved from `call.queued`): an interval that equals a
 window shows the same numbers. Each event counts by its own `ts`: a call queued at
 10:14:50 and answered at 10:15:20 is an arrival of the 10:00 interval and an offered,
@@ -24,7 +24,7 @@ from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from shared.core.columns import TotalsRows
-from shared.core.engine import EMPTY_WINDOW, Engine, QueueStats, WindowMetrics, _metrics
+from shared.core.engine import EMPTY_WINDOW, Engine, QueueStats, WindowMetrics, window_metrics
 from shared.core.erlang import agents_for_target, estimate_patience
 from shared.forecast import Forecast
 from shared.messages.intervals import Interval, IntervalSums
@@ -319,7 +319,7 @@ class Intervals:
         i = st.index
         staffed = q.staffed.get(start, _Staffed())
         whole = Part(
-            _metrics(per_queue, i, 0, miss),
+            window_metrics(per_queue, i, 0, miss),
             forecast_for(forecast, start, end),
             per_queue.exposure_sum[i],
             staffed.staffed_s,
@@ -338,7 +338,8 @@ class Intervals:
             if not any(per_site.counts[j]) and not site_staffed:
                 continue
             # patience is the queue's callers' (the log sums waiting time per queue only)
-            site = Part(_metrics(per_site, j, 0, miss), None, 0.0, site_staffed, staffed.covered_s)
+            figures = window_metrics(per_site, j, 0, miss)
+            site = Part(figures, None, 0.0, site_staffed, staffed.covered_s)
             out.append(self._record(st, names[k], start, end, site, whole, s))
         return out
 
@@ -418,7 +419,7 @@ class Intervals:
             i = st.index
             open_staffed = [v for s, v in q.staffed.items() if s >= closed_to]
             total = total + Part(
-                _metrics(per_queue, i, 0, st.settings.sl_flowouts == "miss"),
+                window_metrics(per_queue, i, 0, st.settings.sl_flowouts == "miss"),
                 None,
                 per_queue.exposure_sum[i],
                 sum(v.staffed_s for v in open_staffed),
@@ -446,7 +447,7 @@ class _RowCache:
         self._sites: dict[tuple[float, float], TotalsRows] = {}
         self._midnights: dict[tuple[str, int], float] = {}
         settings = [engine.settings_for(q) for q in engine.queue_ids]
-        self.params = engine._param_arrays(settings)  # the engine's own thresholds
+        self.params = engine.param_arrays(settings)  # the engine's own thresholds
 
     def queue_rows(self, a: float, b: float) -> TotalsRows:
         """Sums per queue over (a, b]."""
