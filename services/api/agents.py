@@ -92,7 +92,10 @@ async def queue_agents(queue_id: str, request: Request, who: Viewer, api: State)
     return json_response(_at(queue_id, snapshot, stored, who).as_json())
 
 
-@router.get("/agents", summary="Per queue: agents staffed and overdue (the board's tiles)")
+@router.get(
+    "/agents",
+    summary="Per queue: agents staffed and overdue, overdue by the agents' site (the tiles)",
+)
 async def overdue_counts(who: Viewer, api: State) -> JsonResponse:
     pipe = api.redis.pipeline(transaction=False)
     pipe.hgetall(api.keys.snapshots)
@@ -108,5 +111,16 @@ async def overdue_counts(who: Viewer, api: State) -> JsonResponse:
             continue
         at = _at(queue_id, snapshot, lists.get(queue_id), who)
         as_of = max(as_of, at.now)
-        queues.append({"queue_id": queue_id, "overdue": at.overdue, "staffed": at.staffed})
+        by_site: dict[str, int] = {}  # of the agents listed
+        for r in at.agents:
+            if r.overdue:
+                by_site[r.site or "unknown"] = by_site.get(r.site or "unknown", 0) + 1
+        queues.append(
+            {
+                "queue_id": queue_id,
+                "overdue": at.overdue,
+                "staffed": at.staffed,
+                "overdue_by_site": by_site,
+            }
+        )
     return json_response({"as_of": iso_ms(as_of) if queues else None, "queues": queues})

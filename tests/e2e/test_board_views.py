@@ -295,6 +295,12 @@ async def test_overdue_agents_on_the_tile_and_listed_in_the_day(
         assert await field(page, "sales", "overdue") == "2 agents overdue"
         assert await texts(page, '#tiles [data-field="overdue"]') == ["2 agents overdue"]
         assert await page.evaluate(OFF_SCREEN, False) == []
+        # a site picked: the overdue agents of that site (both are at lon, none at nyc)
+        await page.select_option("#site", "nyc")
+        assert await texts(page, '#tiles [data-field="overdue"]') == []
+        await page.select_option("#site", "lon")
+        assert await field(page, "sales", "overdue") == "2 agents overdue"
+        await page.select_option("#site", "")
 
         await page.click('#tiles [data-day="sales"]')
         await page.wait_for_selector("#intraday .agents li")

@@ -185,11 +185,11 @@ async def test_agent_events_in_exact_lists_out(
 
         counts = (await http.get("/v1/agents", headers=VIEWER)).json()
         assert counts["queues"] == [
-            {"queue_id": "billing", "overdue": 2, "staffed": 4},
-            {"queue_id": "sales", "overdue": 0, "staffed": 1},
+            {"queue_id": "billing", "overdue": 2, "staffed": 4, "overdue_by_site": {"north": 2}},
+            {"queue_id": "sales", "overdue": 0, "staffed": 1, "overdue_by_site": {}},
         ]
         assert (await http.get("/v1/agents", headers=SALES)).json()["queues"] == [
-            {"queue_id": "sales", "overdue": 0, "staffed": 1}
+            {"queue_id": "sales", "overdue": 0, "staffed": 1, "overdue_by_site": {}}
         ]
 
         # a2 becomes available: its queues' lists are written again

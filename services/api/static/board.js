@@ -218,7 +218,8 @@ function tile(q, moved) {
 const AGENTS_EVERY_MS = 5000, AGENTS_SHOWN = 24;
 const STATE_WORDS = { not_ready: "not ready", wrap_up: "wrap-up", busy: "busy", available: "available" };
 function overdueLine(id) {
-  const n = (state.agents[id] || {}).overdue || 0;
+  const counts = state.agents[id] || {};  // with a site picked: its agents alone
+  const n = (state.site ? (counts.overdue_by_site || {})[state.site] : counts.overdue) || 0;
   if (!(n > 0)) return null;
   return el("div", { class: "overdue" },
     el("b", { data: { field: "overdue" } }, `${n} agent${n === 1 ? "" : "s"} overdue`),
