@@ -46,11 +46,9 @@ EXAMPLE = {
 }  # fmt: skip
 
 
-def _at(
-    queue_id: str, snapshot: dict[str, Any] | None, stored: dict[str, Any] | None, who: Principal
-) -> QueueAgents:
-    """The queue's list at its latest tick, as this token may see it."""
-    as_of = parse_ts(str(snapshot["as_of"])) if snapshot is not None else float("-inf")
+def _at(queue_id: str, as_of: float, stored: dict[str, Any] | None, who: Principal) -> QueueAgents:
+    """The queue's list at its latest tick (`as_of`, or the list's own if later), as this
+    token may see it."""
     entries: list[Entry] = []
     limits = Limits()
     staffed: int | None = None
@@ -89,7 +87,8 @@ async def queue_agents(queue_id: str, request: Request, who: Viewer, api: State)
     stored = orjson.loads(raw_list) if raw_list is not None else None
     if (snapshot is None and stored is None) or not _visible(api, who, queue_id, snapshot):
         raise NotFound(f"queue {queue_id!r}: no snapshot yet")
-    return json_response(_at(queue_id, snapshot, stored, who).as_json())
+    as_of = parse_ts(str(snapshot["as_of"])) if snapshot is not None else float("-inf")
+    return json_response(_at(queue_id, as_of, stored, who).as_json())
 
 
 @router.get(
@@ -97,19 +96,21 @@ async def queue_agents(queue_id: str, request: Request, who: Viewer, api: State)
     summary="Per queue: agents staffed and overdue, overdue by the agents' site (the tiles)",
 )
 async def overdue_counts(who: Viewer, api: State) -> JsonResponse:
+    # every queue's list, timed at the latest tick of any monitor; the snapshots (large)
+    # are read only for a scoped token, to know the sites each queue is served at
     pipe = api.redis.pipeline(transaction=False)
-    pipe.hgetall(api.keys.snapshots)
+    pipe.get(api.keys.snapshots_as_of)
     pipe.hgetall(api.keys.agent_lists)
-    raw_snapshots, raw_lists = await pipe.execute()
-    snapshots = {text(k): orjson.loads(v) for k, v in raw_snapshots.items()}
+    raw_as_of, raw_lists = await pipe.execute()
+    latest = parse_ts(str(orjson.loads(raw_as_of))) if raw_as_of else float("-inf")
     lists = {text(k): orjson.loads(v) for k, v in raw_lists.items()}
+    snapshots = {str(s["queue_id"]): s for s in await api.snapshots()} if who.scoped else {}
     queues = []
     as_of = float("-inf")
-    for queue_id in sorted(snapshots.keys() | lists.keys()):
-        snapshot = snapshots.get(queue_id)
-        if not _visible(api, who, queue_id, snapshot):
+    for queue_id in sorted(lists):
+        if not _visible(api, who, queue_id, snapshots.get(queue_id)):
             continue
-        at = _at(queue_id, snapshot, lists.get(queue_id), who)
+        at = _at(queue_id, latest, lists[queue_id], who)
         as_of = max(as_of, at.now)
         by_site: dict[str, int] = {}  # of the agents listed
         for r in at.agents:

@@ -110,8 +110,8 @@ async def env(stack: LocalStack, prefix: str) -> AsyncIterator[tuple[MonitorSett
 async def until(
     http: httpx.AsyncClient, path: str, done: Callable[[dict[str, Any]], bool]
 ) -> dict[str, Any]:
-    """The body of `path` once `done` holds for it (30 s at most)."""
-    deadline = time.monotonic() + 30
+    """The body of `path` once `done` holds for it (60 s at most)."""
+    deadline = time.monotonic() + 60
     body: dict[str, Any] = {}
     while time.monotonic() < deadline:
         r = await http.get(path, headers=VIEWER)
