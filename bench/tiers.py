@@ -29,7 +29,7 @@ import orjson
 
 from services.simulator.closed_loop import T0, forecasts_for
 from services.simulator.scenario import Scenario, load_scenario
-from shared.core.engine import AgentCounts, QueueStats, WindowMetrics
+from shared.core.figures import AgentCounts, QueueStats, WindowMetrics
 from shared.core.monitor import Monitor
 from shared.core.tiers import QueueAlertState, poisson_tails, step
 from shared.events import parse_event

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, replace
 from typing import Any
 
-from shared.core.engine import (
+from shared.core.figures import (
     Agent,
     Breakdown,
     CentreStats,

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from operator import attrgetter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from shared.core.breakdowns import NO_SPOT, Attrs, BreakdownTable, Dim, Spot, spots_of
 from shared.core.columns import (
     ABANDONED,
     ANSWERED,
@@ -28,7 +28,6 @@ from shared.core.columns import (
     CHANNELS,
     DEFAULT_ATTRS,
     ENDED,
-    I64,
     OVERFLOWED,
     PRIORITIES,
     QUEUED,
@@ -37,10 +36,18 @@ from shared.core.columns import (
     EventLog,
     Params,
     Totals,
-    TotalsRows,
-    unpack,
 )
-from shared.core.erlang import estimate_patience
+from shared.core.figures import (
+    Agent,
+    AgentCounts,
+    CentreStats,
+    QueueStats,
+    WindowMetrics,
+    centre,
+    count_agents,
+    patience_of,
+    window_metrics,
+)
 from shared.events import (
     AgentEvent,
     AgentSkillsChanged,
@@ -58,7 +65,6 @@ from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
 
 log = logging.getLogger(__name__)
 BASELINE_S = 3600.0  # contract 5: the baseline is the hour before the surge window
-AGENT_STATES = ("available", "busy", "wrap_up", "not_ready")
 _TERMINAL = {
     "call.answered": ANSWERED,
     "call.abandoned": ABANDONED,
@@ -67,265 +73,7 @@ _TERMINAL = {
 }
 _CHANNEL_BITS = {name: i << CHANNEL_SHIFT for i, name in enumerate(CHANNELS)}
 _PRIORITY_KEYS = tuple(str(p) for p in range(PRIORITIES))
-Attrs = int  # a call's priority, channel and site index (contract 1), `pack`ed
 _DEFAULT_ATTRS: Attrs = DEFAULT_ATTRS
-
-
-def _ratio(num: float, den: float) -> float | None:
-    return num / den if den else None
-
-
-WINDOW_FIELDS = (
-    "arrivals", "answered", "answered_within_target", "short_abandoned", "abandoned",
-    "callbacks", "overflowed", "flowouts", "offered", "answer_rate", "answer_rate_live",
-    "abandon_rate", "asa_s", "aht_s", "callbacks_completed", "callback_rate",
-)  # fmt: skip
-
-
-_window_values = attrgetter(*WINDOW_FIELDS)
-
-
-@dataclass(frozen=True, slots=True)
-class WindowMetrics:
-    """The windowed numbers of contract 4 for one queue (or key, or centre) and window."""
-
-    arrivals: int
-    answered: int
-    answered_within_target: int
-    short_abandoned: int
-    abandoned: int
-    callbacks: int
-    overflowed: int
-    offered: int
-    answer_rate: float | None
-    answer_rate_live: float | None
-    abandon_rate: float | None
-    asa_s: float | None
-    aht_s: float | None
-    flowouts: int = 0
-    callbacks_completed: int = 0
-    callback_rate: float | None = None
-    # the sums behind the rates, so that figures of several queues add up (contract 4)
-    answered_known: int = 0
-    wait_sum: float = 0.0
-    ended: int = 0
-    handle_sum: float = 0.0
-    callbacks_closed: int = 0  # every call.callback_completed, whatever its outcome
-    callbacks_on_time: int = 0
-    over_target: int = 0  # the calls waiting over target that answer_rate_live counts
-
-    def as_json(self) -> dict[str, int | float | None]:
-        """The contract's fields (not the sums behind them)."""
-        return dict(zip(WINDOW_FIELDS, _window_values(self), strict=True))
-
-    def __add__(self, o: WindowMetrics) -> WindowMetrics:
-        """The figures of both, rates recomputed from the sums."""
-        return _window(
-            self.arrivals + o.arrivals, self.answered + o.answered,
-            self.answered_within_target + o.answered_within_target,
-            self.short_abandoned + o.short_abandoned, self.abandoned + o.abandoned,
-            self.callbacks + o.callbacks, self.overflowed + o.overflowed,
-            self.offered + o.offered, self.callbacks_completed + o.callbacks_completed,
-            self.callbacks_closed + o.callbacks_closed,
-            self.callbacks_on_time + o.callbacks_on_time,
-            self.answered_known + o.answered_known, self.wait_sum + o.wait_sum,
-            self.ended + o.ended, self.handle_sum + o.handle_sum,
-            self.over_target + o.over_target,
-        )  # fmt: skip
-
-
-def _window(
-    arrivals: int, answered: int, within: int, short: int, abandoned: int, callbacks: int,
-    overflowed: int, offered: int, completed: int, closed: int, on_time: int, known: int,
-    wait_sum: float, ended: int, handle_sum: float, over: int,
-) -> WindowMetrics:  # fmt: skip
-    """contract 4: every rate of a window from its counts and sums."""
-    return WindowMetrics(
-        arrivals, answered, within, short, abandoned, callbacks, overflowed, offered,
-        _ratio(within, offered),  # contract 4: answer_rate
-        _ratio(within, offered + over),  # contract 4: answer_rate_live
-        _ratio(abandoned, offered),
-        wait_sum / known if known else None,
-        handle_sum / ended if ended else None,
-        callbacks + overflowed,  # contract 4: flowouts
-        completed,
-        _ratio(on_time, closed),  # contract 4: callback_rate
-        known, wait_sum, ended, handle_sum, closed, on_time, over,
-    )  # fmt: skip
-
-
-def window_metrics(t: TotalsRows, i: int, over: int, miss: bool) -> WindowMetrics:
-    """`_window` of row `i`, inlined: it runs for every queue, window and key each tick."""
-    arrivals, answered, abandoned, callbacks, overflowed, ended, connected, other = t.counts[i]
-    short = t.short_abandoned[i]
-    abandoned -= short
-    flowouts = callbacks + overflowed
-    # contract 4: offered counts flow-outs as misses under sl_flowouts "miss"
-    offered = answered + abandoned + flowouts if miss else answered + abandoned
-    within = t.within_target[i]
-    known = t.answered_known[i]
-    closed = connected + other
-    on_time = t.callbacks_on_time[i]
-    live = offered + over
-    return WindowMetrics(
-        arrivals, answered, within, short, abandoned, callbacks, overflowed, offered,
-        within / offered if offered else None,
-        within / live if live else None,
-        abandoned / offered if offered else None,
-        t.wait_sum[i] / known if known else None,
-        t.handle_sum[i] / ended if ended else None,
-        flowouts, connected, on_time / closed if closed else None,
-        known, t.wait_sum[i], ended, t.handle_sum[i], closed, on_time, over,
-    )  # fmt: skip
-
-
-EMPTY_WINDOW = _window(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0)
-
-
-@dataclass(frozen=True)
-class AgentCounts:
-    available: int = 0
-    busy: int = 0
-    wrap_up: int = 0
-    not_ready: int = 0
-    staffed: int = 0
-
-    def as_json(self) -> dict[str, int]:
-        return dict(self.__dict__)
-
-
-def count_agents(agents: Iterable[Agent]) -> AgentCounts:
-    """contract 4: agents by state; `staffed` is all but offline."""
-    c = dict.fromkeys((*AGENT_STATES, "staffed"), 0)
-    for agent in agents:
-        if agent.state is not None and agent.state != "offline":
-            c["staffed"] += 1
-            c[agent.state] += 1
-    return AgentCounts(**c)
-
-
-@dataclass(frozen=True, slots=True)
-class Breakdown:
-    """One key of a breakdown (contract 4): the primary window and point-in-time figures."""
-
-    window: WindowMetrics
-    waiting: int = 0
-    waiting_over_target: int = 0
-    longest_wait_s: float = 0.0
-    callbacks_pending: int = 0
-    oldest_callback_s: float = 0.0
-    agents: AgentCounts | None = None  # by site only: agents by their own site
-
-    def __add__(self, o: Breakdown) -> Breakdown:
-        return Breakdown(
-            self.window + o.window,
-            self.waiting + o.waiting,
-            self.waiting_over_target + o.waiting_over_target,
-            max(self.longest_wait_s, o.longest_wait_s),
-            self.callbacks_pending + o.callbacks_pending,
-            max(self.oldest_callback_s, o.oldest_callback_s),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class QueueStats:
-    """Everything the engine knows of one queue at `now`."""
-
-    queue_id: str
-    now: float
-    windows: dict[int, WindowMetrics]
-    waiting: int
-    waiting_over_target: int
-    longest_wait_s: float
-    agents: AgentCounts
-    surge_arrivals: int  # arrivals in (now - surge_window_s, now]
-    baseline_arrivals: int | None  # arrivals in the hour before, None until observed
-    settings: QueueSettings
-    patience_s: float | None = None  # primary window: time spent waiting per abandonment
-    # contract 5, per window W of `surge_windows_s`: (arrivals in (now - W, now], arrivals
-    # in the hour before that window, or None while this queue has not been seen that long)
-    surge_counts: dict[int, tuple[int, int | None]] = field(default_factory=dict)
-    callbacks_pending: int = 0
-    oldest_callback_s: float = 0.0
-    callbacks_expired: int = 0
-    breakdowns: BreakdownTable | None = None  # this queue's is row `index` of the table
-    index: int = 0
-
-    @property
-    def by_priority(self) -> dict[str, Breakdown]:
-        return self.breakdowns.queue(self.index)[0] if self.breakdowns else {}
-
-    @property
-    def by_channel(self) -> dict[str, Breakdown]:
-        return self.breakdowns.queue(self.index)[1] if self.breakdowns else {}
-
-    @property
-    def by_site(self) -> dict[str, Breakdown]:
-        return self.breakdowns.queue(self.index)[2] if self.breakdowns else {}
-
-
-@dataclass(frozen=True)
-class CentreStats:
-    """contract 4: the centre totals (`GET /v1/centre`) and the same per site."""
-
-    now: float
-    queues: int
-    windows: dict[int, WindowMetrics]  # each window size summed over the queues that have it
-    totals: Breakdown  # each queue's primary window and point-in-time figures, agents once
-    by_site: dict[str, Breakdown]
-    callbacks_expired: int = 0
-
-
-def centre(now: float, stats: Iterable[QueueStats], agents: Iterable[Agent]) -> CentreStats:
-    """Every queue's figures summed, rates recomputed from the sums; an agent counts once
-    however many of these queues it serves, in the centre and at its own site."""
-    windows: dict[int, WindowMetrics] = {}
-    total = Breakdown(EMPTY_WINDOW)
-    sites: dict[str, Breakdown] = {}
-    queue_ids: set[str] = set()
-    expired = 0
-    for st in stats:
-        queue_ids.add(st.queue_id)
-        expired += st.callbacks_expired
-        for w, m in st.windows.items():
-            windows[w] = windows[w] + m if w in windows else m
-        total = total + Breakdown(
-            st.windows[st.settings.primary_window_s], st.waiting, st.waiting_over_target,
-            st.longest_wait_s, st.callbacks_pending, st.oldest_callback_s,
-        )  # fmt: skip
-        for site, b in st.by_site.items():
-            sites[site] = sites[site] + b if site in sites else b
-    serving = [a for a in agents if a.serving & queue_ids]
-    per_site: dict[str, list[Agent]] = {}
-    for a in serving:
-        per_site.setdefault(a.site or "unknown", []).append(a)
-    return CentreStats(
-        now=now,
-        queues=len(queue_ids),
-        windows=dict(sorted(windows.items())),
-        totals=replace(total, agents=count_agents(serving)),
-        by_site={
-            site: replace(b, agents=count_agents(per_site.get(site, [])))
-            for site, b in sorted(sites.items())
-        },
-        callbacks_expired=expired,
-    )
-
-
-@dataclass
-class Agent:
-    """The latest known state, skills and site of one agent (latest by event time)."""
-
-    agent_id: str
-    state: str | None = None
-    reason: str | None = None
-    state_ts: float = -math.inf
-    skills: dict[str, int] = field(default_factory=dict)
-    serving: frozenset[str] = frozenset()
-    skills_ts: float = -math.inf
-    site: str | None = None  # contract 4: the site its own events name
-    site_ts: float = -math.inf
-    pool: str = "regular"  # contract 1: who may call the agent in (section 6)
 
 
 @dataclass(slots=True)
@@ -342,20 +90,7 @@ class _Callback:
     done_ts: float = math.inf
 
 
-class _Spot:
-    """Point-in-time figures of one breakdown key, accumulated call by call."""
-
-    __slots__ = ("earliest", "earliest_cb", "over", "pending", "waiting")
-
-    def __init__(self) -> None:
-        self.waiting = self.over = self.pending = 0
-        self.earliest = self.earliest_cb = math.inf
-
-
-_NO_SPOT = _Spot()
-_NO_AGENTS = AgentCounts()
-_NONE: dict[str, AgentCounts] = {}
-_NOTHING: tuple[_Spot, list[dict[int, _Spot]], int] = (_NO_SPOT, [{}, {}, {}], 0)  # read only
+_NOTHING: tuple[Spot, list[dict[int, Spot]], int] = (NO_SPOT, [{}, {}, {}], 0)  # read only
 
 
 class Engine:
@@ -684,7 +419,7 @@ class Engine:
                 surge_arrivals=surge[i],
                 baseline_arrivals=baseline[i] if covered else None,
                 settings=s,
-                patience_s=_patience(by_window[s.primary_window_s], i),
+                patience_s=patience_of(by_window[s.primary_window_s], i),
                 surge_counts=surge_counts[i],
                 callbacks_pending=total.pending,
                 oldest_callback_s=(now - total.earliest_cb) if total.pending else 0.0,
@@ -781,15 +516,15 @@ class Engine:
 
     def _point_in_time(
         self, q: int, now: float, s: QueueSettings
-    ) -> tuple[_Spot, list[dict[int, _Spot]], int]:
+    ) -> tuple[Spot, list[dict[int, Spot]], int]:
         """contract 4: waiting calls and callbacks owed at `now`, for the queue and for
         each priority, channel and site; and the callbacks expired unserved."""
         open_calls = self._open[q]
         callbacks = self._callbacks[q]
         if not open_calls and not callbacks:
             return _NOTHING
-        total = _Spot()
-        keys: list[dict[int, _Spot]] = [{}, {}, {}]
+        total = Spot()
+        keys: list[dict[int, Spot]] = [{}, {}, {}]
         if open_calls:
             for call_id in [c for c, e in open_calls.items() if e.closed_ts <= now]:
                 del open_calls[call_id]
@@ -798,7 +533,7 @@ class Engine:
                 if entry.queued_ts > now:
                     continue
                 over = now - entry.queued_ts > thresholds[entry.attrs & 3]
-                for spot in _spots(total, keys, entry.attrs):
+                for spot in spots_of(total, keys, entry.attrs):
                     spot.waiting += 1
                     spot.over += over
                     spot.earliest = min(spot.earliest, entry.queued_ts)
@@ -812,7 +547,7 @@ class Engine:
                 if now - cb.requested_ts > s.callback_expiry_s:
                     expired += 1  # contract 4: callbacks_expired
                     continue
-                for spot in _spots(total, keys, cb.attrs):
+                for spot in spots_of(total, keys, cb.attrs):
                     spot.pending += 1
                     spot.earliest_cb = min(spot.earliest_cb, cb.requested_ts)
         return total, keys, expired
@@ -837,7 +572,7 @@ class Engine:
                 totals = self.log.totals(lo, hi, nq, p, column, groups)
                 active = np.flatnonzero(totals.counts.any(axis=1))
                 starts = np.searchsorted(active, bounds * groups).tolist()
-                dims.append(_Dim(groups, active, totals.take(active), starts))
+                dims.append(Dim(groups, active, totals.take(active), starts))
             for i in members:
                 table.dims_of[i] = dims
 
@@ -938,120 +673,6 @@ _HANDLERS: dict[type, Callable[[Engine, Any, float], None]] = {
 }
 
 
-def _spots(total: _Spot, keys: list[dict[int, _Spot]], attrs: Attrs) -> tuple[_Spot, ...]:
-    """The queue's spot and its priority, channel and site spots for a call."""
-    out = [total]
-    for by_key, k in zip(keys, unpack(attrs), strict=True):
-        spot = by_key.get(k)
-        if spot is None:
-            spot = by_key[k] = _Spot()
-        out.append(spot)
-    return tuple(out)
-
-
-def _breakdown(
-    now: float, window: WindowMetrics, spot: _Spot, agents: AgentCounts | None
-) -> Breakdown:
-    return Breakdown(
-        window,
-        spot.waiting,
-        spot.over,
-        (now - spot.earliest) if spot.waiting else 0.0,
-        spot.pending,
-        (now - spot.earliest_cb) if spot.pending else 0.0,
-        agents,
-    )
-
-
-class _Dim:
-    """One breakdown's sums: the rows (queue * groups + key) with any event, in order."""
-
-    def __init__(self, groups: int, active: I64, sums: Totals, starts: list[int]) -> None:
-        self.groups = groups
-        self.active = active
-        self.sums = sums  # row j is the row active[j]
-        self.starts = starts  # queue q's rows are active[starts[q]:starts[q + 1]]
-        self._rows: TotalsRows | None = None
-
-    def rows(self) -> TotalsRows:
-        """The sums as lists, converted once (a tick that reads one queue reads them all)."""
-        if self._rows is None:
-            self._rows = self.sums.rows()
-        return self._rows
-
-
-class BreakdownTable:
-    """The primary window's breakdowns of every queue at one `now` (contract 4).
-
-    The tick takes the sums for all queues at once (numpy); the figures of one queue are
-    built the first time they are read, then kept: the numbers never change.
-    """
-
-    def __init__(
-        self,
-        now: float,
-        names: tuple[Sequence[str], Sequence[str], Sequence[str]],
-        spots: list[tuple[_Spot, list[dict[int, _Spot]], int]],
-        site_agents: dict[str, dict[str, AgentCounts]],
-        queue_ids: list[str],
-        primary: list[WindowMetrics],
-        miss: list[bool],
-    ) -> None:
-        self.now = now
-        self.names = names
-        self.spots = spots
-        self.site_agents = site_agents
-        self.queue_ids = queue_ids
-        self.primary = primary
-        self.miss = miss
-        self.dims_of: list[list[_Dim]] = [[] for _ in queue_ids]
-        self._built: dict[int, tuple[dict[str, Breakdown], ...]] = {}
-
-    def queue(self, q: int) -> tuple[dict[str, Breakdown], ...]:
-        """by_priority, by_channel and by_site of queue index `q`; a key with no event in
-        the window and nothing waiting or owed is left out."""
-        built = self._built.get(q)
-        if built is None:
-            built = self._built[q] = tuple(self._build(q, dim) for dim in range(3))
-        return built
-
-    def _build(self, q: int, dim: int) -> dict[str, Breakdown]:
-        now, names = self.now, self.names[dim]
-        d = self.dims_of[q][dim]
-        total, keys, _expired = self.spots[q]
-        by_key = keys[dim]
-        at_site = self.site_agents.get(self.queue_ids[q], _NONE) if dim == 2 else None
-        lo, hi = d.starts[q], d.starts[q + 1]
-        found = [r - q * d.groups for r in d.active[lo:hi].tolist()]
-        out: dict[str, Breakdown] = {}
-        if len(found) == 1 and (not by_key or (len(by_key) == 1 and found[0] in by_key)):
-            # one key holds every event, waiting call and callback: the queue's own figures
-            name = names[found[0]]
-            agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-            out[name] = _breakdown(now, self.primary[q], total, agents)
-            return out
-        rows = d.rows()
-        for j, k in enumerate(found, start=lo):
-            spot = by_key.get(k, _NO_SPOT)
-            name = names[k]
-            agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-            figures = window_metrics(rows, j, spot.over, self.miss[q])
-            out[name] = _breakdown(now, figures, spot, agents)
-        for k, spot in by_key.items():  # waiting or owed, no event in the window
-            name = names[k]
-            if name not in out:
-                window = replace(EMPTY_WINDOW, over_target=spot.over,
-                                 answer_rate_live=0.0 if spot.over else None)  # fmt: skip
-                agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-                out[name] = _breakdown(now, window, spot, agents)
-        return out
-
-
 def _fixed(a: float, b: float) -> Callable[[QueueSettings], tuple[float, float]]:
     """The same span (a, b] for every queue."""
     return lambda _s: (a, b)
-
-
-def _patience(t: TotalsRows, i: int) -> float | None:
-    """Exponential patience: total time callers waited over the number who gave up."""
-    return estimate_patience(t.counts[i][ABANDONED], t.exposure_sum[i])

@@ -24,8 +24,9 @@ from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from shared.core.columns import TotalsRows
-from shared.core.engine import EMPTY_WINDOW, Engine, QueueStats, WindowMetrics, window_metrics
+from shared.core.engine import Engine
 from shared.core.erlang import agents_for_target, estimate_patience
+from shared.core.figures import EMPTY_WINDOW, QueueStats, WindowMetrics, window_metrics
 from shared.forecast import Forecast
 from shared.messages.intervals import Interval, IntervalSums
 from shared.queue_settings import QueueSettings

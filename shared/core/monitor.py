@@ -7,14 +7,8 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from shared.core.engine import (
-    AgentCounts,
-    Breakdown,
-    CentreStats,
-    Engine,
-    QueueStats,
-    WindowMetrics,
-)
+from shared.core.engine import Engine
+from shared.core.figures import AgentCounts, Breakdown, CentreStats, QueueStats, WindowMetrics
 from shared.core.intervals import Intervals
 from shared.core.tiers import QueueAlertState, SurgeView, step
 from shared.events import AgentEvent, AgentSkillsChanged, AgentStateChanged, CallEvent

@@ -20,8 +20,8 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from shared.core.engine import Agent, QueueStats
 from shared.core.erlang import Performance, erlang_a, erlang_c
+from shared.core.figures import Agent, QueueStats
 from shared.core.tiers import QueueAlertState
 from shared.messages.actions import Action, AnyCommand, Effect, Kind, Measured, Reason, at
 from shared.messages.commands import (

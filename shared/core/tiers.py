@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 from scipy.special import gammainc  # type: ignore[import-untyped]  # scipy ships no stubs
 
-from shared.core.engine import QueueStats
+from shared.core.figures import QueueStats
 from shared.forecast import Forecast
 from shared.messages.alerts import AlertChange, Numbers, Transition
 

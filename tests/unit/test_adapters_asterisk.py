@@ -9,7 +9,8 @@ import pytest
 
 from services.ingest.adapters import AdapterError, Item
 from services.ingest.asterisk import Members, decode_body, parse_line, parse_lines
-from shared.core.engine import Engine, QueueStats
+from shared.core.engine import Engine
+from shared.core.figures import QueueStats
 from shared.events import parse_event
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "asterisk"

@@ -11,7 +11,8 @@ import orjson
 import pytest
 
 from services.monitor.replay import replay
-from shared.core.engine import AgentCounts, Engine, QueueStats, WindowMetrics
+from shared.core.engine import Engine
+from shared.core.figures import AgentCounts, QueueStats, WindowMetrics
 from shared.core.monitor import Monitor
 from shared.events import AgentEvent, CallEvent, parse_event
 from shared.messages.snapshots import AgentCounts as SnapshotAgents

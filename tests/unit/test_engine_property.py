@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.core.engine import Breakdown, Engine, QueueStats, WindowMetrics
+from shared.core.engine import Engine
+from shared.core.figures import Breakdown, QueueStats, WindowMetrics
 from shared.events import parse_event
 from shared.queue_settings import QueueSettings
 from tests.conftest import T0, iso

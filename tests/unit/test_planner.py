@@ -14,8 +14,8 @@ from dataclasses import replace
 
 import pytest
 
-from shared.core.engine import Agent, AgentCounts, QueueStats, WindowMetrics
 from shared.core.erlang import agents_for_target
+from shared.core.figures import Agent, AgentCounts, QueueStats, WindowMetrics
 from shared.core.planner import Floor, Planner, TimeShares, levers_for
 from shared.core.tiers import QueueAlertState
 from shared.messages.commands import (

@@ -13,7 +13,7 @@ from fractions import Fraction
 import orjson
 import pytest
 
-from shared.core.engine import AgentCounts, QueueStats, WindowMetrics
+from shared.core.figures import AgentCounts, QueueStats, WindowMetrics
 from shared.core.tiers import QueueAlertState, evidence, expected_for, poisson_tail, step
 from shared.forecast import Forecast
 from shared.messages.alerts import AlertChange, AlertRecord, apply_change

@@ -1,0 +1,143 @@
+"""Breakdowns of a queue's primary window by site, priority and channel (contract 4):
+the point-in-time figures of each key, and the table that builds every queue's from one
+pass over the window's sums. Pure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+from shared.core.columns import (
+    I64,
+    Totals,
+    TotalsRows,
+    unpack,
+)
+from shared.core.figures import EMPTY_WINDOW, AgentCounts, Breakdown, WindowMetrics, window_metrics
+
+Attrs = int  # a call's priority, channel and site index (contract 1), `pack`ed
+
+
+class Spot:
+    """Point-in-time figures of one breakdown key, accumulated call by call."""
+
+    __slots__ = ("earliest", "earliest_cb", "over", "pending", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting = self.over = self.pending = 0
+        self.earliest = self.earliest_cb = math.inf
+
+
+NO_SPOT = Spot()
+_NO_AGENTS = AgentCounts()
+_NONE: dict[str, AgentCounts] = {}
+
+
+def spots_of(total: Spot, keys: list[dict[int, Spot]], attrs: Attrs) -> tuple[Spot, ...]:
+    """The queue's spot and its priority, channel and site spots for a call."""
+    out = [total]
+    for by_key, k in zip(keys, unpack(attrs), strict=True):
+        spot = by_key.get(k)
+        if spot is None:
+            spot = by_key[k] = Spot()
+        out.append(spot)
+    return tuple(out)
+
+
+def breakdown(
+    now: float, window: WindowMetrics, spot: Spot, agents: AgentCounts | None
+) -> Breakdown:
+    return Breakdown(
+        window,
+        spot.waiting,
+        spot.over,
+        (now - spot.earliest) if spot.waiting else 0.0,
+        spot.pending,
+        (now - spot.earliest_cb) if spot.pending else 0.0,
+        agents,
+    )
+
+
+class Dim:
+    """One breakdown's sums: the rows (queue * groups + key) with any event, in order."""
+
+    def __init__(self, groups: int, active: I64, sums: Totals, starts: list[int]) -> None:
+        self.groups = groups
+        self.active = active
+        self.sums = sums  # row j is the row active[j]
+        self.starts = starts  # queue q's rows are active[starts[q]:starts[q + 1]]
+        self._rows: TotalsRows | None = None
+
+    def rows(self) -> TotalsRows:
+        """The sums as lists, converted once (a tick that reads one queue reads them all)."""
+        if self._rows is None:
+            self._rows = self.sums.rows()
+        return self._rows
+
+
+class BreakdownTable:
+    """The primary window's breakdowns of every queue at one `now` (contract 4).
+
+    The tick takes the sums for all queues at once (numpy); the figures of one queue are
+    built the first time they are read, then kept: the numbers never change.
+    """
+
+    def __init__(
+        self,
+        now: float,
+        names: tuple[Sequence[str], Sequence[str], Sequence[str]],
+        spots: list[tuple[Spot, list[dict[int, Spot]], int]],
+        site_agents: dict[str, dict[str, AgentCounts]],
+        queue_ids: list[str],
+        primary: list[WindowMetrics],
+        miss: list[bool],
+    ) -> None:
+        self.now = now
+        self.names = names
+        self.spots = spots
+        self.site_agents = site_agents
+        self.queue_ids = queue_ids
+        self.primary = primary
+        self.miss = miss
+        self.dims_of: list[list[Dim]] = [[] for _ in queue_ids]
+        self._built: dict[int, tuple[dict[str, Breakdown], ...]] = {}
+
+    def queue(self, q: int) -> tuple[dict[str, Breakdown], ...]:
+        """by_priority, by_channel and by_site of queue index `q`; a key with no event in
+        the window and nothing waiting or owed is left out."""
+        built = self._built.get(q)
+        if built is None:
+            built = self._built[q] = tuple(self._build(q, dim) for dim in range(3))
+        return built
+
+    def _build(self, q: int, dim: int) -> dict[str, Breakdown]:
+        now, names = self.now, self.names[dim]
+        d = self.dims_of[q][dim]
+        total, keys, _expired = self.spots[q]
+        by_key = keys[dim]
+        at_site = self.site_agents.get(self.queue_ids[q], _NONE) if dim == 2 else None
+        lo, hi = d.starts[q], d.starts[q + 1]
+        found = [r - q * d.groups for r in d.active[lo:hi].tolist()]
+        out: dict[str, Breakdown] = {}
+        if len(found) == 1 and (not by_key or (len(by_key) == 1 and found[0] in by_key)):
+            # one key holds every event, waiting call and callback: the queue's own figures
+            name = names[found[0]]
+            agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
+            out[name] = breakdown(now, self.primary[q], total, agents)
+            return out
+        rows = d.rows()
+        for j, k in enumerate(found, start=lo):
+            spot = by_key.get(k, NO_SPOT)
+            name = names[k]
+            agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
+            figures = window_metrics(rows, j, spot.over, self.miss[q])
+            out[name] = breakdown(now, figures, spot, agents)
+        for k, spot in by_key.items():  # waiting or owed, no event in the window
+            name = names[k]
+            if name not in out:
+                window = replace(EMPTY_WINDOW, over_target=spot.over,
+                                 answer_rate_live=0.0 if spot.over else None)  # fmt: skip
+                agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
+                out[name] = breakdown(now, window, spot, agents)
+        return out

@@ -1,0 +1,281 @@
+"""The figures the engine hands out (contract 4): a window's metrics, agents by state,
+breakdowns, a queue's stats and centre totals, and the agent record they count. Pure."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from operator import attrgetter
+from typing import TYPE_CHECKING
+
+from shared.core.columns import ABANDONED, TotalsRows
+from shared.core.erlang import estimate_patience
+from shared.queue_settings import QueueSettings
+
+if TYPE_CHECKING:
+    from shared.core.breakdowns import BreakdownTable
+
+AGENT_STATES = ("available", "busy", "wrap_up", "not_ready")
+
+
+def _ratio(num: float, den: float) -> float | None:
+    return num / den if den else None
+
+
+WINDOW_FIELDS = (
+    "arrivals", "answered", "answered_within_target", "short_abandoned", "abandoned",
+    "callbacks", "overflowed", "flowouts", "offered", "answer_rate", "answer_rate_live",
+    "abandon_rate", "asa_s", "aht_s", "callbacks_completed", "callback_rate",
+)  # fmt: skip
+
+
+_window_values = attrgetter(*WINDOW_FIELDS)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowMetrics:
+    """The windowed numbers of contract 4 for one queue (or key, or centre) and window."""
+
+    arrivals: int
+    answered: int
+    answered_within_target: int
+    short_abandoned: int
+    abandoned: int
+    callbacks: int
+    overflowed: int
+    offered: int
+    answer_rate: float | None
+    answer_rate_live: float | None
+    abandon_rate: float | None
+    asa_s: float | None
+    aht_s: float | None
+    flowouts: int = 0
+    callbacks_completed: int = 0
+    callback_rate: float | None = None
+    # the sums behind the rates, so that figures of several queues add up (contract 4)
+    answered_known: int = 0
+    wait_sum: float = 0.0
+    ended: int = 0
+    handle_sum: float = 0.0
+    callbacks_closed: int = 0  # every call.callback_completed, whatever its outcome
+    callbacks_on_time: int = 0
+    over_target: int = 0  # the calls waiting over target that answer_rate_live counts
+
+    def as_json(self) -> dict[str, int | float | None]:
+        """The contract's fields (not the sums behind them)."""
+        return dict(zip(WINDOW_FIELDS, _window_values(self), strict=True))
+
+    def __add__(self, o: WindowMetrics) -> WindowMetrics:
+        """The figures of both, rates recomputed from the sums."""
+        return _window(
+            self.arrivals + o.arrivals, self.answered + o.answered,
+            self.answered_within_target + o.answered_within_target,
+            self.short_abandoned + o.short_abandoned, self.abandoned + o.abandoned,
+            self.callbacks + o.callbacks, self.overflowed + o.overflowed,
+            self.offered + o.offered, self.callbacks_completed + o.callbacks_completed,
+            self.callbacks_closed + o.callbacks_closed,
+            self.callbacks_on_time + o.callbacks_on_time,
+            self.answered_known + o.answered_known, self.wait_sum + o.wait_sum,
+            self.ended + o.ended, self.handle_sum + o.handle_sum,
+            self.over_target + o.over_target,
+        )  # fmt: skip
+
+
+def _window(
+    arrivals: int, answered: int, within: int, short: int, abandoned: int, callbacks: int,
+    overflowed: int, offered: int, completed: int, closed: int, on_time: int, known: int,
+    wait_sum: float, ended: int, handle_sum: float, over: int,
+) -> WindowMetrics:  # fmt: skip
+    """contract 4: every rate of a window from its counts and sums."""
+    return WindowMetrics(
+        arrivals, answered, within, short, abandoned, callbacks, overflowed, offered,
+        _ratio(within, offered),  # contract 4: answer_rate
+        _ratio(within, offered + over),  # contract 4: answer_rate_live
+        _ratio(abandoned, offered),
+        wait_sum / known if known else None,
+        handle_sum / ended if ended else None,
+        callbacks + overflowed,  # contract 4: flowouts
+        completed,
+        _ratio(on_time, closed),  # contract 4: callback_rate
+        known, wait_sum, ended, handle_sum, closed, on_time, over,
+    )  # fmt: skip
+
+
+def window_metrics(t: TotalsRows, i: int, over: int, miss: bool) -> WindowMetrics:
+    """`_window` of row `i`, inlined: it runs for every queue, window and key each tick."""
+    arrivals, answered, abandoned, callbacks, overflowed, ended, connected, other = t.counts[i]
+    short = t.short_abandoned[i]
+    abandoned -= short
+    flowouts = callbacks + overflowed
+    # contract 4: offered counts flow-outs as misses under sl_flowouts "miss"
+    offered = answered + abandoned + flowouts if miss else answered + abandoned
+    within = t.within_target[i]
+    known = t.answered_known[i]
+    closed = connected + other
+    on_time = t.callbacks_on_time[i]
+    live = offered + over
+    return WindowMetrics(
+        arrivals, answered, within, short, abandoned, callbacks, overflowed, offered,
+        within / offered if offered else None,
+        within / live if live else None,
+        abandoned / offered if offered else None,
+        t.wait_sum[i] / known if known else None,
+        t.handle_sum[i] / ended if ended else None,
+        flowouts, connected, on_time / closed if closed else None,
+        known, t.wait_sum[i], ended, t.handle_sum[i], closed, on_time, over,
+    )  # fmt: skip
+
+
+EMPTY_WINDOW = _window(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0)
+
+
+@dataclass(frozen=True)
+class AgentCounts:
+    available: int = 0
+    busy: int = 0
+    wrap_up: int = 0
+    not_ready: int = 0
+    staffed: int = 0
+
+    def as_json(self) -> dict[str, int]:
+        return dict(self.__dict__)
+
+
+def count_agents(agents: Iterable[Agent]) -> AgentCounts:
+    """contract 4: agents by state; `staffed` is all but offline."""
+    c = dict.fromkeys((*AGENT_STATES, "staffed"), 0)
+    for agent in agents:
+        if agent.state is not None and agent.state != "offline":
+            c["staffed"] += 1
+            c[agent.state] += 1
+    return AgentCounts(**c)
+
+
+@dataclass(frozen=True, slots=True)
+class Breakdown:
+    """One key of a breakdown (contract 4): the primary window and point-in-time figures."""
+
+    window: WindowMetrics
+    waiting: int = 0
+    waiting_over_target: int = 0
+    longest_wait_s: float = 0.0
+    callbacks_pending: int = 0
+    oldest_callback_s: float = 0.0
+    agents: AgentCounts | None = None  # by site only: agents by their own site
+
+    def __add__(self, o: Breakdown) -> Breakdown:
+        return Breakdown(
+            self.window + o.window,
+            self.waiting + o.waiting,
+            self.waiting_over_target + o.waiting_over_target,
+            max(self.longest_wait_s, o.longest_wait_s),
+            self.callbacks_pending + o.callbacks_pending,
+            max(self.oldest_callback_s, o.oldest_callback_s),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Everything the engine knows of one queue at `now`."""
+
+    queue_id: str
+    now: float
+    windows: dict[int, WindowMetrics]
+    waiting: int
+    waiting_over_target: int
+    longest_wait_s: float
+    agents: AgentCounts
+    surge_arrivals: int  # arrivals in (now - surge_window_s, now]
+    baseline_arrivals: int | None  # arrivals in the hour before, None until observed
+    settings: QueueSettings
+    patience_s: float | None = None  # primary window: time spent waiting per abandonment
+    # contract 5, per window W of `surge_windows_s`: (arrivals in (now - W, now], arrivals
+    # in the hour before that window, or None while this queue has not been seen that long)
+    surge_counts: dict[int, tuple[int, int | None]] = field(default_factory=dict)
+    callbacks_pending: int = 0
+    oldest_callback_s: float = 0.0
+    callbacks_expired: int = 0
+    breakdowns: BreakdownTable | None = None  # this queue's is row `index` of the table
+    index: int = 0
+
+    @property
+    def by_priority(self) -> dict[str, Breakdown]:
+        return self.breakdowns.queue(self.index)[0] if self.breakdowns else {}
+
+    @property
+    def by_channel(self) -> dict[str, Breakdown]:
+        return self.breakdowns.queue(self.index)[1] if self.breakdowns else {}
+
+    @property
+    def by_site(self) -> dict[str, Breakdown]:
+        return self.breakdowns.queue(self.index)[2] if self.breakdowns else {}
+
+
+@dataclass(frozen=True)
+class CentreStats:
+    """contract 4: the centre totals (`GET /v1/centre`) and the same per site."""
+
+    now: float
+    queues: int
+    windows: dict[int, WindowMetrics]  # each window size summed over the queues that have it
+    totals: Breakdown  # each queue's primary window and point-in-time figures, agents once
+    by_site: dict[str, Breakdown]
+    callbacks_expired: int = 0
+
+
+def centre(now: float, stats: Iterable[QueueStats], agents: Iterable[Agent]) -> CentreStats:
+    """Every queue's figures summed, rates recomputed from the sums; an agent counts once
+    however many of these queues it serves, in the centre and at its own site."""
+    windows: dict[int, WindowMetrics] = {}
+    total = Breakdown(EMPTY_WINDOW)
+    sites: dict[str, Breakdown] = {}
+    queue_ids: set[str] = set()
+    expired = 0
+    for st in stats:
+        queue_ids.add(st.queue_id)
+        expired += st.callbacks_expired
+        for w, m in st.windows.items():
+            windows[w] = windows[w] + m if w in windows else m
+        total = total + Breakdown(
+            st.windows[st.settings.primary_window_s], st.waiting, st.waiting_over_target,
+            st.longest_wait_s, st.callbacks_pending, st.oldest_callback_s,
+        )  # fmt: skip
+        for site, b in st.by_site.items():
+            sites[site] = sites[site] + b if site in sites else b
+    serving = [a for a in agents if a.serving & queue_ids]
+    per_site: dict[str, list[Agent]] = {}
+    for a in serving:
+        per_site.setdefault(a.site or "unknown", []).append(a)
+    return CentreStats(
+        now=now,
+        queues=len(queue_ids),
+        windows=dict(sorted(windows.items())),
+        totals=replace(total, agents=count_agents(serving)),
+        by_site={
+            site: replace(b, agents=count_agents(per_site.get(site, [])))
+            for site, b in sorted(sites.items())
+        },
+        callbacks_expired=expired,
+    )
+
+
+@dataclass
+class Agent:
+    """The latest known state, skills and site of one agent (latest by event time)."""
+
+    agent_id: str
+    state: str | None = None
+    reason: str | None = None
+    state_ts: float = -math.inf
+    skills: dict[str, int] = field(default_factory=dict)
+    serving: frozenset[str] = frozenset()
+    skills_ts: float = -math.inf
+    site: str | None = None  # contract 4: the site its own events name
+    site_ts: float = -math.inf
+    pool: str = "regular"  # contract 1: who may call the agent in (section 6)
+
+
+def patience_of(t: TotalsRows, i: int) -> float | None:
+    """Exponential patience: total time callers waited over the number who gave up."""
+    return estimate_patience(t.counts[i][ABANDONED], t.exposure_sum[i])
