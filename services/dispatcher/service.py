@@ -33,7 +33,8 @@ from services.dispatcher.outbox import Outbox
 from services.dispatcher.settings import DispatcherSettings
 from shared.consume import ConsumerLoop, DeadLetters, Poison
 from shared.core.engine import Engine
-from shared.core.planner import Floor, Planner, Step, TimeShares
+from shared.core.planner import Planner, Step
+from shared.core.sizing import Floor, TimeShares
 from shared.core.tiers import QueueAlertState
 from shared.events import AgentEvent, CallEnded, CallEvent, InvalidEvent, decode_event
 from shared.kafka import dumps, new_consumer, new_producer

@@ -19,7 +19,8 @@ import numpy as np
 from services.simulator.scenario import Scenario
 from services.simulator.sim import Simulator
 from shared.core.monitor import Monitor
-from shared.core.planner import Floor, Planner, TimeShares
+from shared.core.planner import Planner
+from shared.core.sizing import Floor, TimeShares
 from shared.events import parse_event
 from shared.forecast import Forecast
 from shared.messages.actions import Action

@@ -16,7 +16,8 @@ import pytest
 
 from shared.core.erlang import agents_for_target
 from shared.core.figures import Agent, AgentCounts, QueueStats, WindowMetrics
-from shared.core.planner import Floor, Planner, TimeShares, levers_for
+from shared.core.planner import Planner
+from shared.core.sizing import Floor, TimeShares, levers_for
 from shared.core.tiers import QueueAlertState
 from shared.messages.commands import (
     ActivateAgent,
