@@ -84,6 +84,12 @@ class Keys:
         return f"{self.prefix}agents:queues"
 
     @property
+    def agent_counts(self) -> str:
+        """Per queue: agents staffed and overdue, in all and by site (`counts_json`),
+        written with the queue's agents list."""
+        return f"{self.prefix}agents:counts"
+
+    @property
     def centre_parts(self) -> str:
         """Each monitor's part of the centre totals, by instance (`shared.core.centre`)."""
         return f"{self.prefix}centre:parts"

@@ -21,7 +21,7 @@ from shared.core.roster import Entry, Limits, QueueAgents, listing, stored_entri
 from shared.errors import NotFound
 from shared.http import JsonResponse, json_response
 from shared.store import text
-from shared.timefmt import iso_ms, parse_ts
+from shared.timefmt import parse_ts
 
 router = APIRouter(prefix="/v1", tags=["agents"], responses=_ERRORS)
 
@@ -96,32 +96,35 @@ async def queue_agents(queue_id: str, request: Request, who: Viewer, api: State)
     summary="Per queue: agents staffed and overdue, overdue by the agents' site (the tiles)",
 )
 async def overdue_counts(who: Viewer, api: State) -> JsonResponse:
-    # every queue's list, timed at the latest tick of any monitor; the snapshots (large)
-    # are read only for a scoped token, to know the sites each queue is served at
+    # the counts the monitors write with each list (small, unlike the lists), at the
+    # latest tick of any monitor: a count changes only with a list written again; the
+    # snapshots are read only for a scoped token, to know where each queue is served
     pipe = api.redis.pipeline(transaction=False)
     pipe.get(api.keys.snapshots_as_of)
-    pipe.hgetall(api.keys.agent_lists)
-    raw_as_of, raw_lists = await pipe.execute()
-    latest = parse_ts(str(orjson.loads(raw_as_of))) if raw_as_of else float("-inf")
-    lists = {text(k): orjson.loads(v) for k, v in raw_lists.items()}
+    pipe.hgetall(api.keys.agent_counts)
+    raw_as_of, raw_counts = await pipe.execute()
+    counts = {text(k): orjson.loads(v) for k, v in raw_counts.items()}
     snapshots = {str(s["queue_id"]): s for s in await api.snapshots()} if who.scoped else {}
     queues = []
-    as_of = float("-inf")
-    for queue_id in sorted(lists):
+    for queue_id in sorted(counts):
         if not _visible(api, who, queue_id, snapshots.get(queue_id)):
             continue
-        at = _at(queue_id, latest, lists[queue_id], who)
-        as_of = max(as_of, at.now)
-        by_site: dict[str, int] = {}  # of the agents listed
-        for r in at.agents:
-            if r.overdue:
-                by_site[r.site or "unknown"] = by_site.get(r.site or "unknown", 0) + 1
+        c = counts[queue_id]
+        sites: dict[str, dict[str, int]] = c["by_site"]
+        if who.sites:
+            sites = {name: n for name, n in sites.items() if name in who.sites}
+            staffed = sum(n["staffed"] for n in sites.values())
+            overdue = sum(n["overdue"] for n in sites.values())
+        else:
+            staffed, overdue = int(c["staffed"]), int(c["overdue"])
+        by_site = {name: n["overdue"] for name, n in sites.items() if n["overdue"]}
         queues.append(
             {
                 "queue_id": queue_id,
-                "overdue": at.overdue,
-                "staffed": at.staffed,
+                "overdue": overdue,
+                "staffed": staffed,
                 "overdue_by_site": by_site,
             }
         )
-    return json_response({"as_of": iso_ms(as_of) if queues else None, "queues": queues})
+    as_of = str(orjson.loads(raw_as_of)) if raw_as_of else None
+    return json_response({"as_of": as_of if queues else None, "queues": queues})

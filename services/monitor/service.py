@@ -140,6 +140,7 @@ class Unstored:
     centre: bytes | None = None  # this instance's part of the centre totals
     intervals: list[Interval] = field(default_factory=list)  # contract 4: closed ones
     agent_lists: dict[str, bytes] = field(default_factory=dict)  # queue -> its agents list
+    agent_counts: dict[str, bytes] = field(default_factory=dict)  # queue -> staffed, overdue
     closed_through: dict[str, float] = field(default_factory=dict)
     now: float = 0.0
 
@@ -388,6 +389,7 @@ class MonitorShell:
         limits = self.monitor.settings_for
         for q in self.roster.changed(out.stats, now, lambda queue_id: Limits.of(limits(queue_id))):
             self.unstored.agent_lists[q.queue_id] = dumps(q.as_json())
+            self.unstored.agent_counts[q.queue_id] = dumps(q.counts_json())
 
     def closed_through(self, out: TickOutput) -> dict[str, float]:
         """Where the intervals of the queues that closed one this tick now end."""
@@ -473,6 +475,7 @@ class MonitorShell:
                 pipe.hset(self.keys.centre_parts, self.instance, pending.centre)
             if pending.agent_lists:
                 pipe.hset(self.keys.agent_lists, mapping=pending.agent_lists)  # type: ignore[arg-type]
+                pipe.hset(self.keys.agent_counts, mapping=pending.agent_counts)  # type: ignore[arg-type]
             await pipe.execute()
             await store_intervals(
                 self.redis, self.keys, pending.intervals, pending.now, pending.closed_through

@@ -112,6 +112,7 @@ class QueueAgents:
     staffed: int  # every staffed agent serving the queue, listed or not
     limits: Limits
     due: float = math.inf  # the earliest time an agent becomes overdue by time alone
+    by_site: tuple[tuple[str, int, int], ...] = ()  # (site, staffed, overdue), every agent
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -122,6 +123,16 @@ class QueueAgents:
             "staffed": self.staffed,
             "not_ready_alert_s": self.limits.not_ready_s,
             "wrap_up_alert_s": self.limits.wrap_up_s,
+        }
+
+    def counts_json(self) -> dict[str, object]:
+        """Agents staffed and overdue, in all and by the agents' site (the board's tiles)."""
+        return {
+            "queue_id": self.queue_id,
+            "as_of": iso_ms(self.now),
+            "staffed": self.staffed,
+            "overdue": self.overdue,
+            "by_site": {site: {"staffed": n, "overdue": late} for site, n, late in self.by_site},
         }
 
     def signature(self) -> tuple[object, ...]:
@@ -171,8 +182,15 @@ def listing(
     rows.sort(
         key=lambda r: (0 if r.overdue else 1 if r.state in ALERTED else 2, r.since, r.agent_id)
     )
-    overdue = sum(1 for r in rows if r.overdue)
-    return QueueAgents(queue_id, now, tuple(rows[:max_listed]), overdue, len(rows), limits, due)
+    sites: dict[str, list[int]] = {}
+    for r in rows:
+        counts = sites.setdefault(r.site or "unknown", [0, 0])
+        counts[0] += 1
+        counts[1] += r.overdue
+    overdue = sum(late for _, late in sites.values())
+    by_site = tuple((site, n, late) for site, (n, late) in sorted(sites.items()))
+    listed = tuple(rows[:max_listed])
+    return QueueAgents(queue_id, now, listed, overdue, len(rows), limits, due, by_site)
 
 
 def _ms(ts: float) -> float:

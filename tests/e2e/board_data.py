@@ -213,12 +213,23 @@ AGENT_LISTS = {
 }  # fmt: skip
 
 
+# the counts the monitor writes with the lists: sales 2 overdue of 4 (both at lon)
+AGENT_COUNTS = {
+    "sales": {"queue_id": "sales", "as_of": AS_OF, "staffed": 4, "overdue": 2,
+              "by_site": {"lon": {"staffed": 3, "overdue": 2}, "nyc": {"staffed": 1, "overdue": 0}}},
+    "billing": {"queue_id": "billing", "as_of": AS_OF, "staffed": 1, "overdue": 0,
+                "by_site": {"lon": {"staffed": 1, "overdue": 0}}},
+}  # fmt: skip
+
+
 async def seed_agents(redis_url: str, prefix: str) -> None:
     """Write the agents lists where the monitor writes them."""
     redis = aioredis.Redis.from_url(redis_url)
     try:
         for queue_id, body in AGENT_LISTS.items():
             await redis.hset(f"{prefix}agents:queues", queue_id, orjson.dumps(body))
+        for queue_id, counts in AGENT_COUNTS.items():
+            await redis.hset(f"{prefix}agents:counts", queue_id, orjson.dumps(counts))
     finally:
         await redis.aclose()
 

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import redis.asyncio as aioredis
 
@@ -105,6 +106,16 @@ async def env(stack: LocalStack, prefix: str) -> AsyncIterator[tuple[MonitorSett
     )
     async with serve(create_api(api)) as url:
         yield settings, url
+
+
+async def redis_get(stack: LocalStack, key: str, field: str) -> bytes:
+    client = aioredis.Redis.from_url(stack.redis_url)
+    try:
+        value = await client.hget(key, field)
+    finally:
+        await client.aclose()
+    assert isinstance(value, bytes)
+    return value
 
 
 async def until(
@@ -191,6 +202,15 @@ async def test_agent_events_in_exact_lists_out(
         assert (await http.get("/v1/agents", headers=SALES)).json()["queues"] == [
             {"queue_id": "sales", "overdue": 0, "staffed": 1, "overdue_by_site": {}}
         ]
+        mine = (await http.get("/v1/agents", headers=NORTH)).json()["queues"]
+        assert [q for q in mine if q["queue_id"] == "billing"] == [
+            {"queue_id": "billing", "overdue": 2, "staffed": 3, "overdue_by_site": {"north": 2}}
+        ]
+        stored = orjson.loads(await redis_get(stack, f"{prefix}agents:counts", "billing"))
+        assert stored["by_site"] == {
+            "north": {"staffed": 3, "overdue": 2},
+            "south": {"staffed": 1, "overdue": 0},
+        }
 
         # a2 becomes available: its queues' lists are written again
         back = time.time()

@@ -170,6 +170,13 @@ def test_the_list_is_bounded_and_counts_every_agent() -> None:
     got = roster.queue("billing", NOW, Limits())
     assert [r.agent_id for r in got.agents] == ["a3", "a2"]
     assert (got.staffed, got.overdue) == (4, 2)
+    assert got.counts_json() == {
+        "queue_id": "billing",
+        "as_of": "2026-11-11T20:00:00.000Z",
+        "staffed": 4,
+        "overdue": 2,
+        "by_site": {"north": {"staffed": 4, "overdue": 2}},
+    }
 
 
 def test_changed_reports_a_queue_when_its_list_or_overdue_set_changes() -> None:
