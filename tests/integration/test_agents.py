@@ -43,6 +43,7 @@ from tests.integration.conftest import produce_events, serve
 VIEWER = {"Authorization": "Bearer v-secret"}
 SALES = {"Authorization": "Bearer s-secret"}
 NORTH = {"Authorization": "Bearer n-secret"}
+ADMIN = {"Authorization": "Bearer a-secret"}
 _n = 0
 
 
@@ -102,7 +103,8 @@ async def env(stack: LocalStack, prefix: str) -> AsyncIterator[tuple[MonitorSett
         kafka_bootstrap=stack.bootstrap,
         redis_url=stack.redis_url,
         topic_prefix=prefix,
-        api_tokens="v:viewer:v-secret,s:viewer:s-secret:queue=sales,n:viewer:n-secret:site=north",
+        api_tokens="v:viewer:v-secret,s:viewer:s-secret:queue=sales,n:viewer:n-secret:site=north,"
+        "a:admin:a-secret",
     )
     async with serve(create_api(api)) as url:
         yield settings, url
@@ -225,3 +227,30 @@ async def test_agent_events_in_exact_lists_out(
             ("a2", "available", False),
         ]
         assert after["agents"][3]["since"] == iso_ms(back)
+
+        # the queue's limits are settings: refused out of range, in force once set
+        path = "/v1/settings/queues/billing"
+        bad = await http.put(
+            path, headers=ADMIN, json={"not_ready_alert_s": 0, "wrap_up_alert_s": 1e6}
+        )
+        assert (bad.status_code, bad.json()) == (
+            422,
+            {
+                "error": "invalid settings",
+                "errors": [
+                    "not_ready_alert_s: Input should be greater than 0",
+                    "wrap_up_alert_s: Input should be less than or equal to 86400",
+                ],
+            },
+        )
+        ok = await http.put(path, headers=ADMIN, json={"not_ready_alert_s": 60})
+        assert ok.status_code == 200
+        # a1, not_ready since -500, is now overdue too: after a3, before a4 and a2
+        tight = await until(http, "/v1/queues/billing/agents", lambda b: b["overdue"] == 2)
+        assert [(a["agent_id"], a["overdue"]) for a in tight["agents"]] == [
+            ("a3", True),
+            ("a1", True),
+            ("a4", False),
+            ("a2", False),
+        ]
+        assert tight["not_ready_alert_s"] == 60.0
