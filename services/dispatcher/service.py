@@ -128,7 +128,7 @@ class DispatcherShell:
 
     async def lead(self, token: int) -> None:
         """Take over: the action book as stored (by whoever led before), leads' requests
-        from where the group left them."""
+        from where the last leader stopped reading them."""
         stored = await self.redis.hgetall(self.keys.actions)
         restored = []
         for raw in stored.values():
