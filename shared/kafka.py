@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -85,8 +85,14 @@ async def send_all(
         futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
         await asyncio.gather(*futures)
 
+    await acknowledged(_send(), timeout_s)
+
+
+async def acknowledged(sending: Awaitable[None], timeout_s: float) -> None:
+    """Wait for records handed to the producer and their acks, at most `timeout_s`;
+    else BrokerUnavailable (a 503 with Retry-After at ingest)."""
     try:
-        await asyncio.wait_for(_send(), timeout_s)
+        await asyncio.wait_for(sending, timeout_s)
     except (TimeoutError, KafkaError) as exc:
         reason = f"broker did not acknowledge within {timeout_s:g} s: {exc!r}"
         raise BrokerUnavailable(reason) from exc

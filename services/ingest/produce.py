@@ -7,9 +7,8 @@ from collections.abc import Sequence
 from weakref import WeakKeyDictionary
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
-from shared.kafka import BrokerUnavailable
+from shared.kafka import acknowledged
 
 Record = tuple[str, bytes, bytes]  # topic, key, value
 
@@ -63,8 +62,4 @@ async def send_batched(
                     futures.append(await producer.send_batch(batch, topic, partition=partition))
         await asyncio.gather(*futures)
 
-    try:
-        await asyncio.wait_for(_send(), timeout_s)
-    except (TimeoutError, KafkaError) as exc:
-        reason = f"broker did not acknowledge within {timeout_s:g} s: {exc!r}"
-        raise BrokerUnavailable(reason) from exc
+    await acknowledged(_send(), timeout_s)
