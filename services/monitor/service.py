@@ -197,11 +197,12 @@ class MonitorShell:
     agents_behind: dict[TopicPartition, int] = field(default_factory=dict)  # the same, agents
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     staffing: dict[str, object] = field(default_factory=dict)  # the dispatcher's, by queue
-    roster: Roster = field(default_factory=Roster)  # agents, state and since (the board's list)
+    roster: Roster = field(init=False)
     agent_lists_at: float = float("-inf")  # when the agents lists were last looked at
 
     def __post_init__(self) -> None:
         self.monitor = Monitor(grace_s=self.settings.monitor_grace_s)
+        self.roster = Roster(self.monitor.engine.agents)  # the board's agents lists
         self.monitor.engine.horizon = time.time()  # skip what is older than every window
         # contract 4: the log holds every event after this; each queue's intervals go on
         # from where Redis says they were closed (`seed_intervals`)
@@ -318,7 +319,7 @@ class MonitorShell:
     async def handle(self, record: ConsumerRecord, event: CallEvent | AgentEvent) -> None:
         counted = self.monitor.add(event)
         if counted and isinstance(event, AgentStateChanged | AgentSkillsChanged):
-            self.roster.add(event)
+            self.roster.add(event.agent_id)
         self.processed += 1
         self.metrics.events.labels("counted" if counted else "skipped").inc()
 

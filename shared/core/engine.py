@@ -206,6 +206,8 @@ class Engine:
             agent.site, agent.site_ts = event.site, ts
         if isinstance(event, AgentStateChanged):
             if ts >= agent.state_ts:
+                if event.state != agent.state:
+                    agent.since = ts
                 agent.state, agent.reason, agent.state_ts = event.state, event.reason, ts
         elif ts >= agent.skills_ts:
             agent.skills = {s.queue_id: s.level for s in event.skills}

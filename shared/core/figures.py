@@ -268,6 +268,7 @@ class Agent:
     state: str | None = None
     reason: str | None = None
     state_ts: float = -math.inf
+    since: float = -math.inf  # when the current state began (a new reason keeps it)
     skills: dict[str, int] = field(default_factory=dict)
     serving: frozenset[str] = frozenset()
     skills_ts: float = -math.inf

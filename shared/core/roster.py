@@ -1,9 +1,9 @@
 """Agents per queue with their state, reason and time in state (the board's agents list).
 
-Fed the agent events the monitor counts (contract 1: `agent.state`, `agent.skills`), in
-event time: an event older than the agent's latest state event is out of date and changes
-nothing, so neither a duplicate nor a late event ever moves `since` backwards. `since` is
-when the current state began: a later event of the same state (a new reason, say) keeps it.
+It reads the engine's own agent records (`Engine.agents`: state, reason, `since`, serving
+and site, each as of its latest event, so neither a duplicate nor a late event moves
+`since` backwards) and is told which agent an event the engine took was about; it keeps
+who serves each queue and which queues' lists changed.
 
 A queue's list holds the staffed agents (state known and not `offline`) whose `serving`
 includes the queue, sorted for a floor manager: overdue agents first, then the other
@@ -15,33 +15,16 @@ or `wrap_up` more than its `wrap_up_alert_s`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.events import AgentEvent, AgentStateChanged
+from shared.core.figures import Agent
 from shared.queue_settings import QueueSettings
 from shared.timefmt import iso_ms, parse_ts
 
 MAX_LISTED = 2000  # agents in one queue's list; `staffed` and `overdue` count them all
 ALERTED = ("not_ready", "wrap_up")
-
-
-@dataclass(slots=True)
-class AgentRecord:
-    """What is known of one agent, each part as of its latest event."""
-
-    agent_id: str
-    state: str | None = None
-    reason: str | None = None
-    since: float = -math.inf  # when the current state began (whole milliseconds)
-    since_iso: str = ""  # the same as text, made once a state change (not once a tick)
-    state_ts: float = -math.inf  # the latest state event's time
-    serving: frozenset[str] = frozenset()
-    skills_ts: float = -math.inf
-    site: str | None = None
-    site_ts: float = -math.inf
-    pool: str = "regular"
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,42 +182,35 @@ def _ms(ts: float) -> float:
 
 @dataclass
 class Roster:
-    """Every agent's state and since, and the lists of the queues they serve."""
+    """Who serves each queue, from the engine's agents, and the lists that changed."""
 
-    agents: dict[str, AgentRecord] = field(default_factory=dict)
+    agents: Mapping[str, Agent]  # the engine's, read only
     members: dict[str, set[str]] = field(default_factory=dict)  # queue -> agents serving it
     max_listed: int = MAX_LISTED
+    _serving: dict[str, frozenset[str]] = field(default_factory=dict)  # as last seen
+    _seen: dict[str, tuple[object, ...]] = field(default_factory=dict)  # state, reason, ...
+    _since_iso: dict[str, str] = field(default_factory=dict)  # agent -> its since, as text
     _dirty: set[str] = field(default_factory=set)  # queues whose members changed
     _reported: dict[str, tuple[object, ...]] = field(default_factory=dict)
     _due: dict[str, float] = field(default_factory=dict)  # when time alone changes a list
 
-    def add(self, event: AgentEvent) -> None:
-        """Take one agent event (counted once: the engine drops repeats of an event_id)."""
-        ts = _ms(event.ts.timestamp())
-        agent = self.agents.get(event.agent_id)
-        if agent is None:
-            agent = self.agents[event.agent_id] = AgentRecord(event.agent_id)
-        changed = False
-        if event.site is not None and ts >= agent.site_ts:
-            changed = changed or agent.site != event.site
-            agent.site, agent.site_ts = event.site, ts
-        if isinstance(event, AgentStateChanged):
-            if ts >= agent.state_ts:
-                if event.state != agent.state:
-                    agent.state, agent.since, agent.since_iso = event.state, ts, iso_ms(ts)
-                    changed = True
-                changed = changed or agent.reason != event.reason
-                agent.reason, agent.state_ts = event.reason, ts
-        elif ts >= agent.skills_ts:
-            serving = event.serving_queues()
-            for queue_id in agent.serving - serving:
-                self.members.get(queue_id, set()).discard(event.agent_id)
+    def add(self, agent_id: str) -> None:
+        """The engine took an event of this agent: note what changed of it."""
+        agent = self.agents[agent_id]
+        serving = self._serving.get(agent_id, frozenset())
+        if agent.serving != serving:
             for queue_id in serving - agent.serving:
-                self.members.setdefault(queue_id, set()).add(event.agent_id)
-            self._dirty.update(agent.serving ^ serving)
-            agent.serving, agent.skills_ts, agent.pool = serving, ts, event.pool
-        if changed:
+                self.members.get(queue_id, set()).discard(agent_id)
+            for queue_id in agent.serving - serving:
+                self.members.setdefault(queue_id, set()).add(agent_id)
+            self._dirty.update(serving ^ agent.serving)
+            self._serving[agent_id] = agent.serving
+        seen = (agent.state, agent.reason, agent.since, agent.site)
+        if seen != self._seen.get(agent_id):
             self._dirty.update(agent.serving)
+            self._seen[agent_id] = seen
+            if agent.state is not None:  # a state event sets since
+                self._since_iso[agent_id] = iso_ms(_ms(agent.since))
 
     def entries(self, queue_id: str) -> list[Entry]:
         """The staffed agents serving the queue."""
@@ -242,7 +218,8 @@ class Roster:
         for agent_id in self.members.get(queue_id, ()):
             a = self.agents[agent_id]
             if a.state is not None and a.state != "offline":
-                out.append(Entry(a.agent_id, a.state, a.reason, a.since, a.site, a.since_iso))
+                since_iso = self._since_iso[agent_id]
+                out.append(Entry(agent_id, a.state, a.reason, _ms(a.since), a.site, since_iso))
         return out
 
     def queue(self, queue_id: str, now: float, limits: Limits) -> QueueAgents:

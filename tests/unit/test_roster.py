@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared.core.engine import Engine
 from shared.core.roster import Limits, Roster, listing, stored_entries
 from shared.events import AgentEvent, AgentSkillsChanged, AgentStateChanged, parse_event
 from tests.conftest import T0, iso
@@ -80,11 +81,23 @@ TABLE: list[AgentEvent] = [
 ]
 
 
-def fed(events: list[AgentEvent] = TABLE) -> Roster:
-    roster = Roster()
+class Fed:
+    """The engine takes each event, then the roster notes its agent (as the monitor does)."""
+
+    def __init__(self) -> None:
+        self.engine = Engine()
+        self.roster = Roster(self.engine.agents)
+
+    def add(self, event: AgentEvent) -> None:
+        if self.engine.add(event):
+            self.roster.add(event.agent_id)
+
+
+def fed(events: list[AgentEvent] = TABLE) -> Fed:
+    floor = Fed()
     for event in events:
-        roster.add(event)
-    return roster
+        floor.add(event)
+    return floor
 
 
 def rows(roster: Roster, queue: str, at: float, limits: Limits) -> list[tuple[object, ...]]:
@@ -144,28 +157,29 @@ def rows(roster: Roster, queue: str, at: float, limits: Limits) -> list[tuple[ob
 def test_list_from_the_table(
     queue: str, at: float, limits: Limits, expected: list[tuple[object, ...]], overdue: int
 ) -> None:
-    roster = fed()
+    roster = fed().roster
     assert rows(roster, queue, at, limits) == expected
     assert roster.queue(queue, NOW + at, limits).overdue == overdue
 
 
 def test_since_is_when_the_state_began_and_never_moves_back() -> None:
-    roster = fed()
+    floor = fed()
+    roster = floor.roster
     a1 = roster.agents["a1"]
     assert (a1.state, a1.reason, a1.since) == ("not_ready", "lunch", NOW - 500)
     # a repeat of the latest event and a late not_ready (between available and the
     # not_ready it already knows) change nothing
-    roster.add(state("a1", -100, "not_ready", "lunch"))
-    roster.add(state("a1", -550, "not_ready", "break"))
-    roster.add(state("a1", -700, "busy"))
+    floor.add(state("a1", -100, "not_ready", "lunch"))
+    floor.add(state("a1", -550, "not_ready", "break"))
+    floor.add(state("a1", -700, "busy"))
     assert (a1.state, a1.reason, a1.since) == ("not_ready", "lunch", NOW - 500)
     # a later change of state starts the clock again
-    roster.add(state("a1", -20, "available"))
+    floor.add(state("a1", -20, "available"))
     assert (a1.state, a1.reason, a1.since) == ("available", None, NOW - 20)
 
 
 def test_the_list_is_bounded_and_counts_every_agent() -> None:
-    roster = fed()
+    roster = fed().roster
     roster.max_listed = 2
     got = roster.queue("billing", NOW, Limits())
     assert [r.agent_id for r in got.agents] == ["a3", "a2"]
@@ -180,7 +194,8 @@ def test_the_list_is_bounded_and_counts_every_agent() -> None:
 
 
 def test_changed_reports_a_queue_when_its_list_or_overdue_set_changes() -> None:
-    roster = fed()
+    floor = fed()
+    roster = floor.roster
     limits = {"billing": Limits(), "sales": Limits()}
     first = roster.changed(["billing", "sales"], NOW, limits.__getitem__)
     assert [q.queue_id for q in first] == ["billing", "sales"]
@@ -190,11 +205,11 @@ def test_changed_reports_a_queue_when_its_list_or_overdue_set_changes() -> None:
     later = roster.changed(["billing", "sales"], NOW + 400.002, limits.__getitem__)
     assert [(q.queue_id, q.overdue) for q in later] == [("billing", 3)]
     # a state change reports the queues the agent serves: a2 serves both
-    roster.add(state("a2", 401, "available"))
+    floor.add(state("a2", 401, "available"))
     again = roster.changed(["billing", "sales"], NOW + 402, limits.__getitem__)
     assert [(q.queue_id, q.overdue) for q in again] == [("billing", 2), ("sales", 1)]
     # a skills change moves a4 out of billing into sales
-    roster.add(skills("a4", ["sales"]))
+    floor.add(skills("a4", ["sales"]))
     moved = roster.changed(["billing", "sales"], NOW + 404, limits.__getitem__)
     assert [(q.queue_id, q.staffed) for q in moved] == [("billing", 3), ("sales", 3)]
     # new limits report the queue again; a queue no longer asked for is forgotten
@@ -208,7 +223,7 @@ def test_changed_reports_a_queue_when_its_list_or_overdue_set_changes() -> None:
 
 
 def test_a_stored_list_read_back_gives_the_same_list_later() -> None:
-    roster = fed()
+    roster = fed().roster
     stored = roster.queue("billing", NOW, Limits()).as_json()
     assert stored["agents"][1] == {  # type: ignore[index]
         "agent_id": "a2",
