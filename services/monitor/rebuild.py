@@ -48,7 +48,7 @@ def recompute(
     """Every interval starting in [start, end), from these events, ticking every `tick_s`."""
     if INTERVAL_S % tick_s:
         raise ValueError(f"tick_s must divide {INTERVAL_S}")
-    ordered = sorted(events, key=lambda e: e.ts.timestamp())
+    ordered = sorted(events, key=lambda e: e.epoch)
     if not ordered:
         return []
     # the events topic is read from an hour before `start`; the agents topic from its
@@ -61,7 +61,7 @@ def recompute(
     out: list[Interval] = []
     i = 0
     while now <= last:
-        while i < len(ordered) and ordered[i].ts.timestamp() <= now:
+        while i < len(ordered) and ordered[i].epoch <= now:
             monitor.add(ordered[i])
             i += 1
         out.extend(r for r in monitor.tick(now).intervals if start <= r.start < end)

@@ -30,19 +30,9 @@ def replay(
 ) -> tuple[dict[str, object], list[BadLine]]:
     """Feed JSON lines in file order, then compute at `at`; returns the body and bad lines."""
     monitor = Monitor(settings=settings or {}, forecasts=forecasts or {}, intervals=Intervals())
-    bad: list[BadLine] = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            raw = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            bad.append(BadLine(number, [f"not JSON: {exc}"]))
-            continue
-        try:
-            monitor.add(parse_event(raw))
-        except InvalidEvent as exc:
-            bad.append(BadLine(number, exc.errors))
+    events, bad = parse_lines(lines)
+    for event in events:
+        monitor.add(event)
     return monitor.tick(at).queues_json(), bad
 
 
