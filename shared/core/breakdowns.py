@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from shared.core.columns import (
     I64,
@@ -32,6 +32,82 @@ class Spot:
 NO_SPOT = Spot()
 _NO_AGENTS = AgentCounts()
 _NONE: dict[str, AgentCounts] = {}
+# a queue's point-in-time figures: the queue's spot, its spots by priority, channel and
+# site, and its callbacks expired unserved
+PointInTime = tuple[Spot, list[dict[int, Spot]], int]
+NOTHING: PointInTime = (NO_SPOT, [{}, {}, {}], 0)  # read only
+# a count that changes when `now` passes a time is recomputed from this much before it
+# (`now - queued > limit` and `now > queued + limit` may differ in the last bit)
+_EARLY_S = 1e-3
+
+
+@dataclass(slots=True)
+class OpenCall:
+    """A call waiting in its queue, from its call.queued until it left."""
+
+    queued_ts: float
+    attrs: Attrs
+    closed_ts: float = math.inf
+
+
+@dataclass(slots=True)
+class OwedCallback:
+    """A callback owed from its request until its completion."""
+
+    requested_ts: float
+    attrs: Attrs
+    done_ts: float = math.inf
+
+
+def point_in_time(
+    open_calls: dict[str, OpenCall],
+    callbacks: dict[str, OwedCallback],
+    now: float,
+    thresholds: Sequence[float],
+    expiry_s: float,
+) -> tuple[PointInTime, float]:
+    """contract 4: waiting calls and callbacks owed at `now`, for the queue and for each
+    priority, channel and site; the callbacks expired unserved; and the earliest time at
+    which any of these may change with no new event (`inf`: none). Calls and callbacks
+    that ended at or before `now` are forgotten."""
+    if not open_calls and not callbacks:
+        return NOTHING, math.inf
+    total = Spot()
+    keys: list[dict[int, Spot]] = [{}, {}, {}]
+    recheck = math.inf
+    if open_calls:
+        for call_id in [c for c, e in open_calls.items() if e.closed_ts <= now]:
+            del open_calls[call_id]
+        for entry in open_calls.values():
+            recheck = min(recheck, entry.closed_ts)  # it stops waiting then
+            if entry.queued_ts > now:
+                recheck = min(recheck, entry.queued_ts)  # it starts waiting then
+                continue
+            limit = thresholds[entry.attrs & 3]  # the per-priority targets
+            over = now - entry.queued_ts > limit
+            if not over:
+                recheck = min(recheck, entry.queued_ts + limit - _EARLY_S)
+            for spot in spots_of(total, keys, entry.attrs):
+                spot.waiting += 1
+                spot.over += over
+                spot.earliest = min(spot.earliest, entry.queued_ts)
+    expired = 0
+    if callbacks:
+        for call_id in [c for c, e in callbacks.items() if e.done_ts <= now]:
+            del callbacks[call_id]
+        for cb in callbacks.values():
+            recheck = min(recheck, cb.done_ts)
+            if cb.requested_ts > now:
+                recheck = min(recheck, cb.requested_ts)
+                continue
+            if now - cb.requested_ts > expiry_s:
+                expired += 1  # contract 4: callbacks_expired
+                continue
+            recheck = min(recheck, cb.requested_ts + expiry_s - _EARLY_S)
+            for spot in spots_of(total, keys, cb.attrs):
+                spot.pending += 1
+                spot.earliest_cb = min(spot.earliest_cb, cb.requested_ts)
+    return (total, keys, expired), recheck
 
 
 def spots_of(total: Spot, keys: list[dict[int, Spot]], attrs: Attrs) -> tuple[Spot, ...]:
@@ -87,7 +163,7 @@ class BreakdownTable:
         self,
         now: float,
         names: tuple[Sequence[str], Sequence[str], Sequence[str]],
-        spots: list[tuple[Spot, list[dict[int, Spot]], int]],
+        spots: list[PointInTime],
         site_agents: dict[str, dict[str, AgentCounts]],
         queue_ids: list[str],
         primary: list[WindowMetrics],

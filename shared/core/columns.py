@@ -102,6 +102,17 @@ class TotalsRows:
     callbacks_on_time: list[int]
 
 
+def cumulative_counts(ts: F64, queue: npt.NDArray[np.int32], bounds: F64, queues: int) -> I64:
+    """Per queue, how many of these events (`ts` sorted) have bounds[0] < ts <= bounds[k],
+    as row k (row 0 is zeros): the count in (bounds[a], bounds[b]] is row b minus row a,
+    every span from one pass over the events of the longest."""
+    at = np.searchsorted(ts, bounds, "right").tolist()
+    out = np.zeros((len(at), queues), np.int64)
+    for k in range(1, len(at)):
+        out[k] = out[k - 1] + np.bincount(queue[at[k - 1] : at[k]], minlength=queues)
+    return out
+
+
 class EventLog:
     """Columns ts, queue, kind, wait (NaN when unknown), handle, seq and the call's
     priority, channel and site (`pack`ed), sorted by ts."""

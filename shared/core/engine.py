@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from shared.core.breakdowns import NO_SPOT, Attrs, BreakdownTable, Dim, Spot, spots_of
+from shared.core.breakdowns import (
+    NOTHING,
+    Attrs,
+    BreakdownTable,
+    Dim,
+    OpenCall,
+    OwedCallback,
+    PointInTime,
+    point_in_time,
+)
 from shared.core.columns import (
     ABANDONED,
     ANSWERED,
@@ -36,17 +45,17 @@ from shared.core.columns import (
     EventLog,
     Params,
     Totals,
+    cumulative_counts,
 )
+from shared.core.erlang import estimate_patience
 from shared.core.figures import (
     Agent,
     AgentCounts,
     CentreStats,
+    LastTick,
     QueueStats,
-    WindowMetrics,
+    agent_counts,
     centre,
-    count_agents,
-    patience_of,
-    window_metrics,
 )
 from shared.events import (
     AgentEvent,
@@ -74,23 +83,6 @@ _TERMINAL = {
 _CHANNEL_BITS = {name: i << CHANNEL_SHIFT for i, name in enumerate(CHANNELS)}
 _PRIORITY_KEYS = tuple(str(p) for p in range(PRIORITIES))
 _DEFAULT_ATTRS: Attrs = DEFAULT_ATTRS
-
-
-@dataclass(slots=True)
-class _Open:
-    queued_ts: float
-    attrs: Attrs
-    closed_ts: float = math.inf
-
-
-@dataclass(slots=True)
-class _Callback:
-    requested_ts: float
-    attrs: Attrs
-    done_ts: float = math.inf
-
-
-_NOTHING: tuple[Spot, list[dict[int, Spot]], int] = (NO_SPOT, [{}, {}, {}], 0)  # read only
 
 
 class Engine:
@@ -123,9 +115,9 @@ class Engine:
         self._unresolved: dict[tuple[int, str], list[tuple[float, int, bool]]] = {}
         # callback completions waiting for their request (to derive their wait)
         self._cb_unresolved: dict[tuple[int, str], list[tuple[float, int]]] = {}
-        self._open: list[dict[str, _Open]] = []
+        self._open: list[dict[str, OpenCall]] = []
         self._closed_early: list[dict[str, float]] = []
-        self._callbacks: list[dict[str, _Callback]] = []
+        self._callbacks: list[dict[str, OwedCallback]] = []
         self._cb_done_early: list[dict[str, float]] = []
         self.agents: dict[str, Agent] = {}
         self.horizon = -math.inf  # the latest `now` computed at; older events are cut off
@@ -137,8 +129,15 @@ class Engine:
         self._params: dict[int, tuple[QueueSettings, tuple[float, ...]]] = {}
         self._retention = self.retention_s()
         self._arrivals_at: tuple[int, int, int] = (0, 0, -1)
-        self._memo: dict[tuple[int | float | bool, ...], WindowMetrics] = {}
         self._arrivals_cache = (np.empty(0, np.float64), np.empty(0, np.int32))
+        # the last tick's figures (`compute` builds again only what changed since)
+        self._plan: _Plan | None = None
+        self._tick = LastTick(0, NOTHING)
+        self._last_now = -math.inf
+        self._dirty: set[int] = set()  # queues whose waiting calls or callbacks changed
+        self._agents_counted: (
+            tuple[dict[str, AgentCounts], dict[str, dict[str, AgentCounts]]] | None
+        ) = None
 
     # ---- input ---------------------------------------------------------------
 
@@ -199,6 +198,7 @@ class Engine:
         return sum([add(e) for e in events])
 
     def _add_agent(self, event: AgentStateChanged | AgentSkillsChanged, ts: float) -> None:
+        self._agents_counted = None
         agent = self.agents.get(event.agent_id)
         if agent is None:
             agent = self.agents[event.agent_id] = Agent(event.agent_id)
@@ -237,6 +237,7 @@ class Engine:
         if site is not None:
             attrs |= self.site_index(site) << SITE_SHIFT
         self.log.append(ts, q, QUEUED, math.nan, math.nan, attrs)
+        self._dirty.add(q)
         self._queued(q, event.call_id, ts, attrs)
 
     def _add_terminal(
@@ -247,6 +248,7 @@ class Engine:
             q = self.queue_index(event.queue_id)
         if ts < self._first_seen[q]:
             self._first_seen[q] = ts
+        self._dirty.add(q)
         call_id = event.call_id
         key = (q, call_id)
         call = self._calls.get(key)
@@ -285,6 +287,7 @@ class Engine:
 
     def _add_completed(self, event: CallbackCompleted, ts: float) -> None:
         q = self._call_queue(event.queue_id, ts)
+        self._dirty.add(q)
         self._callback_completed(q, event, ts, self._calls.get((q, event.call_id)))
 
     def _queued(self, q: int, call_id: str, ts: float, attrs: Attrs) -> None:
@@ -307,7 +310,7 @@ class Engine:
             return
         current = self._open[q].get(call_id)
         if current is None or ts < current.queued_ts:
-            self._open[q][call_id] = _Open(ts, attrs, closed)
+            self._open[q][call_id] = OpenCall(ts, attrs, closed)
 
     def _close(self, q: int, call_id: str, ts: float) -> None:
         entry = self._open[q].get(call_id)
@@ -326,7 +329,7 @@ class Engine:
         if entry is None:
             call = self._calls.get((q, call_id))
             attrs = _DEFAULT_ATTRS if call is None else call[1]
-            self._callbacks[q][call_id] = _Callback(ts, attrs, done)
+            self._callbacks[q][call_id] = OwedCallback(ts, attrs, done)
         else:
             entry.requested_ts = min(entry.requested_ts, ts)
         for done_ts, seq in self._cb_unresolved.pop((q, call_id), []):
@@ -361,74 +364,68 @@ class Engine:
     # ---- output --------------------------------------------------------------
 
     def compute(self, now: float) -> dict[str, QueueStats]:
-        """Every number of contract 4 for every known queue at `now`."""
+        """Every number of contract 4 for every known queue at `now`.
+
+        Incremental: a queue's figures are built again only where its sums, its waiting
+        calls or its settings changed since the last tick; the others are the last tick's
+        (the same values: each is a function of those inputs)."""
         self.horizon = max(self.horizon, now)
-        self._retention = self.retention_s()
         self.log.flush()
         nq = len(self.queue_ids)
         settings = [self.settings_for(q) for q in self.queue_ids]
-        params = self.param_arrays(settings)
-        spans = sorted({w for s in settings for w in s.windows_s})
-        by_window = {w: t.rows() for w, t in self._window_totals(now, spans, nq, params).items()}
-        surge = self._arrivals_between(settings, now, lambda s: (now - s.surge_window_s, now))
-        baseline = self._arrivals_between(
-            settings,
-            now,
-            lambda s: (now - s.surge_window_s - BASELINE_S, now - s.surge_window_s),
+        plan = self._plan
+        fresh = (
+            plan is None
+            or now < self._last_now
+            or len(plan.settings) != nq
+            or not all(map(operator.is_, settings, plan.settings))
         )
-        surge_counts = self._surge_counts(settings, now)
+        if plan is None or fresh:
+            plan = self._plan = _Plan(settings, self.param_arrays(settings))
+            self._tick = LastTick(nq, NOTHING)
+        self._last_now = now
+        self._retention = float(plan.retention) + self.grace_s
+        cache = self._tick
+        spots = self._spots_at(now, settings, cache)
+        totals = self._window_totals(now, plan.spans, nq, plan.params)
+        changed = np.zeros(nq, np.bool_)
+        for w, t in totals.items():
+            changed |= cache.figures(w, t, plan.shows[w], plan.miss)
+        windows, patience = cache.windows, cache.patience
+        rows = np.flatnonzero(changed).tolist()
+        for i in rows:
+            windows[i] = {w: cache.figs[w][i] for w in settings[i].windows_s}
+        for w, members in plan.primaries.items():  # contract 4: patience of the primary window
+            mine = np.flatnonzero(changed[members])
+            if mine.size:
+                t = totals[w]
+                at = members[mine]
+                for i, n, x in zip(
+                    at.tolist(),
+                    t.counts[at, ABANDONED].tolist(),
+                    t.exposure_sum[at].tolist(),
+                    strict=True,
+                ):
+                    patience[i] = estimate_patience(n, x)
+        surge, baseline, surge_counts = self._arrival_counts(plan, now, cache)
         agents, site_agents = self._agent_counts()
-        spots = [self._point_in_time(i, now, settings[i]) for i in range(nq)]
-        # a queue's window with the same sums as at the last tick gets the same figures
-        # back, not built again (`window_metrics` is a function of its sums and `over`)
-        memo, self._memo = self._memo, {}
-        windows: list[dict[int, WindowMetrics]] = []
-        for i, s in enumerate(settings):
-            over, miss = spots[i][0].over, s.sl_flowouts == "miss"
-            figures = {}
-            for w in s.windows_s:
-                t = by_window[w]
-                key = (
-                    *t.counts[i], t.within_target[i], t.short_abandoned[i],
-                    t.answered_known[i], t.wait_sum[i], t.handle_sum[i],
-                    t.callbacks_on_time[i], over, miss,
-                )  # fmt: skip
-                m = memo.get(key)
-                if m is None:
-                    m = window_metrics(t, i, over, miss)
-                figures[w] = self._memo[key] = m
-            windows.append(figures)
         primary = [windows[i][s.primary_window_s] for i, s in enumerate(settings)]
         table = BreakdownTable(
             now, (_PRIORITY_KEYS, CHANNELS, self.site_ids), spots, site_agents, self.queue_ids,
-            primary, [s.sl_flowouts == "miss" for s in settings],
+            primary, plan.miss,
         )  # fmt: skip
-        self._breakdown_sums(table, now, settings, params)
+        self._breakdown_sums(table, now, plan)
         out: dict[str, QueueStats] = {}
+        no_agents = AgentCounts()
         for i, queue_id in enumerate(self.queue_ids):
-            s = settings[i]
             total, _keys, expired = spots[i]
-            over = total.over
-            covered = self._first_seen[i] <= now - s.surge_window_s - BASELINE_S
             out[queue_id] = QueueStats(
-                queue_id=queue_id,
-                now=now,
-                windows=windows[i],
-                waiting=total.waiting,
-                waiting_over_target=over,
-                longest_wait_s=(now - total.earliest) if total.waiting else 0.0,
-                agents=agents.get(queue_id, AgentCounts()),
-                surge_arrivals=surge[i],
-                baseline_arrivals=baseline[i] if covered else None,
-                settings=s,
-                patience_s=patience_of(by_window[s.primary_window_s], i),
-                surge_counts=surge_counts[i],
-                callbacks_pending=total.pending,
-                oldest_callback_s=(now - total.earliest_cb) if total.pending else 0.0,
-                callbacks_expired=expired,
-                breakdowns=table,
-                index=i,
-            )
+                queue_id, now, windows[i], total.waiting, total.over,
+                (now - total.earliest) if total.waiting else 0.0,
+                agents.get(queue_id, no_agents), surge[i], baseline[i], settings[i],
+                patience[i], surge_counts[i], total.pending,
+                (now - total.earliest_cb) if total.pending else 0.0, expired, table, i,
+            )  # fmt: skip
         return out
 
     def centre(self, stats: dict[str, QueueStats]) -> CentreStats:
@@ -456,21 +453,6 @@ class Engine:
             callback_target=np.ascontiguousarray(table[:, PRIORITIES + 1]),
         )
 
-    def _surge_counts(
-        self, settings: list[QueueSettings], now: float
-    ) -> list[dict[int, tuple[int, int | None]]]:
-        """contract 5: arrivals per surge window, and in the hour before each window."""
-        out: list[dict[int, tuple[int, int | None]]] = [{} for _ in settings]
-        for w in sorted({w for s in settings for w in s.surge_windows_s}):
-            recent = self._arrivals_between(settings, now, _fixed(now - w, now))
-            before = self._arrivals_between(settings, now, _fixed(now - w - BASELINE_S, now - w))
-            cut = now - w - BASELINE_S
-            first = self._first_seen
-            for i, s in enumerate(settings):
-                if w in s.surge_windows_s:
-                    out[i][w] = (recent[i], before[i] if first[i] <= cut else None)
-        return out
-
     def _window_totals(self, now: float, spans: list[int], nq: int, p: Params) -> dict[int, Totals]:
         """Totals for each window size, summed from disjoint slices (one pass in all)."""
         hi = self.log.index(now)
@@ -484,26 +466,40 @@ class Engine:
             hi = lo
         return out
 
-    def _arrivals_between(
-        self,
-        settings: list[QueueSettings],
-        now: float,
-        span: Callable[[QueueSettings], tuple[float, float]],
-    ) -> list[int]:
-        """Arrivals per queue in (a, b], where (a, b) depends on the queue's settings."""
-        groups: dict[tuple[float, float], list[int]] = {}
-        for i, s in enumerate(settings):
-            groups.setdefault(span(s), []).append(i)
-        out = [0] * len(settings)
+    def _arrival_counts(
+        self, plan: _Plan, now: float, cache: LastTick
+    ) -> tuple[list[int], list[int | None], list[dict[int, tuple[int, int | None]]]]:
+        """contract 5: per queue, arrivals in the surge window and in the hour before it,
+        and the same for each surge window (None while the hour was not observed)."""
+        spans = []  # (a, b] of each count, as the contract writes them
+        for s in plan.distinct:
+            spans.append((now - s.surge_window_s, now))
+            spans.append((now - s.surge_window_s - BASELINE_S, now - s.surge_window_s))
+            for w in sorted(set(s.surge_windows_s)):
+                spans.append((now - w, now))
+                spans.append((now - w - BASELINE_S, now - w))
+        bounds = sorted({t for span in spans for t in span})
+        at = {t: k for k, t in enumerate(bounds)}
         arrival_ts, arrival_queue = self._arrivals()
-        for (a, b), members in groups.items():
-            lo, hi = np.searchsorted(arrival_ts, (a, b), "right").tolist()
-            counts = np.bincount(arrival_queue[lo:hi], minlength=len(settings)).tolist()
-            if len(groups) == 1:
-                return counts  # type: ignore[no-any-return]  # tolist of int64: list[int]
-            for i in members:
-                out[i] = counts[i]
-        return out
+        nq = len(plan.settings)
+        upto = cumulative_counts(arrival_ts, arrival_queue, np.array(bounds), nq)
+        first = np.array(self._first_seen)
+        for g, (s, members) in enumerate(zip(plan.distinct, plan.members, strict=True)):
+            columns = []  # per member: counts, -1 for "not yet observed"
+            for w in (s.surge_window_s, *sorted(set(s.surge_windows_s))):
+                a, b = now - w, now
+                columns.append(upto[at[b], members] - upto[at[a], members])
+                before = upto[at[a], members] - upto[at[a - BASELINE_S], members]
+                columns.append(np.where(first[members] <= a - BASELINE_S, before, -1))
+            table = np.stack(columns, axis=1)
+            rows = cache.changed_rows(("surge", g), table)
+            ws = sorted(set(s.surge_windows_s))
+            for i, row in zip(members[rows].tolist(), table[rows].tolist(), strict=True):
+                cache.surge[i], cache.baseline[i] = row[0], _known(row[1])
+                cache.surge_counts[i] = {
+                    w: (row[2 + 2 * j], _known(row[3 + 2 * j])) for j, w in enumerate(ws)
+                }
+        return cache.surge, cache.baseline, cache.surge_counts
 
     def _arrivals(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]:
         """The time and queue of every call.queued held, in time order (taken once a tick:
@@ -516,84 +512,51 @@ class Engine:
             self._arrivals_at = (start, end, log.version)
         return self._arrivals_cache
 
-    def _point_in_time(
-        self, q: int, now: float, s: QueueSettings
-    ) -> tuple[Spot, list[dict[int, Spot]], int]:
-        """contract 4: waiting calls and callbacks owed at `now`, for the queue and for
-        each priority, channel and site; and the callbacks expired unserved."""
-        open_calls = self._open[q]
-        callbacks = self._callbacks[q]
-        if not open_calls and not callbacks:
-            return _NOTHING
-        total = Spot()
-        keys: list[dict[int, Spot]] = [{}, {}, {}]
-        if open_calls:
-            for call_id in [c for c, e in open_calls.items() if e.closed_ts <= now]:
-                del open_calls[call_id]
-            thresholds = self._params[id(s)][1]  # the per-priority targets come first
-            for entry in open_calls.values():
-                if entry.queued_ts > now:
-                    continue
-                over = now - entry.queued_ts > thresholds[entry.attrs & 3]
-                for spot in spots_of(total, keys, entry.attrs):
-                    spot.waiting += 1
-                    spot.over += over
-                    spot.earliest = min(spot.earliest, entry.queued_ts)
-        expired = 0
-        if callbacks:
-            for call_id in [c for c, e in callbacks.items() if e.done_ts <= now]:
-                del callbacks[call_id]
-            for cb in callbacks.values():
-                if cb.requested_ts > now:
-                    continue
-                if now - cb.requested_ts > s.callback_expiry_s:
-                    expired += 1  # contract 4: callbacks_expired
-                    continue
-                for spot in spots_of(total, keys, cb.attrs):
-                    spot.pending += 1
-                    spot.earliest_cb = min(spot.earliest_cb, cb.requested_ts)
-        return total, keys, expired
+    def _spots_at(
+        self, now: float, settings: list[QueueSettings], cache: LastTick
+    ) -> list[PointInTime]:
+        """Every queue's point-in-time figures at `now` (`point_in_time`), taken again only
+        for the queues with an event since the last tick or a count due to change."""
+        due = set(np.flatnonzero(cache.recheck <= now).tolist())
+        if cache.fresh:
+            due = set(range(len(settings)))
+        due |= self._dirty
+        self._dirty = set()
+        for q in due:
+            s = settings[q]
+            cache.spots[q], cache.recheck[q] = point_in_time(
+                self._open[q], self._callbacks[q], now, self._params[id(s)][1],
+                s.callback_expiry_s,
+            )  # fmt: skip
+            cache.over[q] = cache.spots[q][0].over
+        cache.fresh = False
+        return list(cache.spots)  # this tick's: the next one replaces entries, not these
 
-    def _breakdown_sums(
-        self, table: BreakdownTable, now: float, settings: list[QueueSettings], p: Params
-    ) -> None:
+    def _breakdown_sums(self, table: BreakdownTable, now: float, plan: _Plan) -> None:
         """contract 4: the sums of by_priority, by_channel and by_site over each queue's
         primary window, for every queue at once."""
-        nq = len(settings)
-        primaries: dict[int, list[int]] = {}
-        for i, s in enumerate(settings):
-            primaries.setdefault(s.primary_window_s, []).append(i)
+        nq = len(plan.settings)
         hi = self.log.index(now)
         bounds = np.arange(nq + 1, dtype=np.int64)
-        for w, members in primaries.items():
+        for w, members in plan.primaries.items():
             lo = self.log.index(now - w)
             dims = []
             for column, groups in (
                 ("prio", PRIORITIES), ("chan", len(CHANNELS)), ("site", len(self.site_ids))
             ):  # fmt: skip
-                totals = self.log.totals(lo, hi, nq, p, column, groups)
+                totals = self.log.totals(lo, hi, nq, plan.params, column, groups)
                 active = np.flatnonzero(totals.counts.any(axis=1))
                 starts = np.searchsorted(active, bounds * groups).tolist()
                 dims.append(Dim(groups, active, totals.take(active), starts))
-            for i in members:
+            for i in members.tolist():
                 table.dims_of[i] = dims
 
     def _agent_counts(self) -> tuple[dict[str, AgentCounts], dict[str, dict[str, AgentCounts]]]:
-        """Agents by state per queue they serve, and per queue and the agent's own site."""
-        per_queue: dict[str, list[Agent]] = {}
-        for agent in self.agents.values():
-            if agent.state is None:
-                continue
-            for queue_id in agent.serving:
-                per_queue.setdefault(queue_id, []).append(agent)
-        counts = {q: count_agents(a) for q, a in per_queue.items()}
-        by_site: dict[str, dict[str, AgentCounts]] = {}
-        for queue_id, members in per_queue.items():
-            sites: dict[str, list[Agent]] = {}
-            for agent in members:
-                sites.setdefault(agent.site or "unknown", []).append(agent)
-            by_site[queue_id] = {site: count_agents(a) for site, a in sites.items()}
-        return counts, by_site
+        """Agents by state per queue they serve, and per queue and the agent's own site
+        (counted again only after an agent event)."""
+        if self._agents_counted is None:
+            self._agents_counted = agent_counts(self.agents.values())
+        return self._agents_counted
 
     # ---- memory --------------------------------------------------------------
 
@@ -640,6 +603,7 @@ class Engine:
 
     def _forget(self, now: float, cutoff: float) -> None:
         """Forget events at or before `cutoff`, and the state kept for them."""
+        self._tick.fresh = True  # expired callbacks forgotten: every queue counted again
         self.log.drop_before(cutoff)
         self._seen = {k: t for k, t in self._seen.items() if t > cutoff}
         self._calls = {k: v for k, v in self._calls.items() if v[0] > cutoff}
@@ -675,6 +639,37 @@ _HANDLERS: dict[type, Callable[[Engine, Any, float], None]] = {
 }
 
 
-def _fixed(a: float, b: float) -> Callable[[QueueSettings], tuple[float, float]]:
-    """The same span (a, b] for every queue."""
-    return lambda _s: (a, b)
+def _known(count: int) -> int | None:
+    return None if count < 0 else count
+
+
+class _Plan:
+    """What a tick reads from the queues' settings, kept while no queue's settings change
+    (each settings object read once, however many queues share it)."""
+
+    def __init__(self, settings: list[QueueSettings], params: Params) -> None:
+        self.settings = settings
+        self.params = params
+        by_id: dict[int, list[int]] = {}
+        first: dict[int, QueueSettings] = {}
+        for i, s in enumerate(settings):
+            by_id.setdefault(id(s), []).append(i)
+            first.setdefault(id(s), s)
+        self.distinct = list(first.values())
+        self.members = [np.array(by_id[id(s)], np.intp) for s in self.distinct]
+        self.spans = sorted({w for s in self.distinct for w in s.windows_s})
+        self.miss = [s.sl_flowouts == "miss" for s in settings]
+        nq = len(settings)
+        # per window: the queues that show it; per primary window: its queues
+        self.shows = {w: np.zeros(nq, np.bool_) for w in self.spans}
+        primaries: dict[int, list[npt.NDArray[np.intp]]] = {}
+        for s, members in zip(self.distinct, self.members, strict=True):
+            for w in s.windows_s:
+                self.shows[w][members] = True
+            primaries.setdefault(s.primary_window_s, []).append(members)
+        self.primaries = {w: np.sort(np.concatenate(m)) for w, m in primaries.items()}
+        # contract 4 and 5: the longest window or baseline span, plus grace (`retention_s`)
+        self.retention = max(
+            max(s.windows_s + [max(s.surge_windows_s + [s.surge_window_s]) + BASELINE_S])
+            for s in [DEFAULT_QUEUE_SETTINGS, *self.distinct]
+        )

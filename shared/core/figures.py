@@ -7,14 +7,17 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from shared.core.columns import ABANDONED, TotalsRows
+import numpy as np
+import numpy.typing as npt
+
+from shared.core.columns import ABANDONED, Totals, TotalsRows
 from shared.core.erlang import estimate_patience
 from shared.queue_settings import QueueSettings
 
 if TYPE_CHECKING:
-    from shared.core.breakdowns import BreakdownTable
+    from shared.core.breakdowns import BreakdownTable, PointInTime
 
 AGENT_STATES = ("available", "busy", "wrap_up", "not_ready")
 
@@ -152,6 +155,26 @@ def count_agents(agents: Iterable[Agent]) -> AgentCounts:
     return AgentCounts(**c)
 
 
+def agent_counts(
+    agents: Iterable[Agent],
+) -> tuple[dict[str, AgentCounts], dict[str, dict[str, AgentCounts]]]:
+    """Agents by state per queue they serve, and per queue and the agent's own site."""
+    per_queue: dict[str, list[Agent]] = {}
+    for agent in agents:
+        if agent.state is None:
+            continue
+        for queue_id in agent.serving:
+            per_queue.setdefault(queue_id, []).append(agent)
+    counts = {q: count_agents(a) for q, a in per_queue.items()}
+    by_site: dict[str, dict[str, AgentCounts]] = {}
+    for queue_id, members in per_queue.items():
+        sites: dict[str, list[Agent]] = {}
+        for agent in members:
+            sites.setdefault(agent.site or "unknown", []).append(agent)
+        by_site[queue_id] = {site: count_agents(a) for site, a in sites.items()}
+    return counts, by_site
+
+
 @dataclass(frozen=True, slots=True)
 class Breakdown:
     """One key of a breakdown (contract 4): the primary window and point-in-time figures."""
@@ -280,3 +303,53 @@ class Agent:
 def patience_of(t: TotalsRows, i: int) -> float | None:
     """Exponential patience: total time callers waited over the number who gave up."""
     return estimate_patience(t.counts[i][ABANDONED], t.exposure_sum[i])
+
+
+class LastTick:
+    """The engine's figures of the last tick, per queue, and the sums they were built
+    from: a tick builds again only the figures whose sums changed."""
+
+    def __init__(self, nq: int, nothing: PointInTime) -> None:
+        self.fresh = True  # nothing computed yet: every queue is built
+        self.spots: list[PointInTime] = [nothing] * nq
+        self.recheck = np.full(nq, math.inf)  # when a queue's point-in-time counts may change
+        self.over = np.zeros(nq, np.int64)
+        self.sums: dict[object, npt.NDArray[Any]] = {}  # Any: int or float sums
+        self.figs: dict[int, list[WindowMetrics]] = {}
+        self.windows: list[dict[int, WindowMetrics]] = [{} for _ in range(nq)]
+        self.patience: list[float | None] = [None] * nq
+        self.surge: list[int] = [0] * nq
+        self.baseline: list[int | None] = [None] * nq
+        self.surge_counts: list[dict[int, tuple[int, int | None]]] = [{} for _ in range(nq)]
+
+    def changed_rows(self, key: object, table: npt.NDArray[Any]) -> npt.NDArray[np.intp]:
+        """The rows of `table` that differ from the last one kept under `key` (all of them
+        the first time); `table` is kept in its place."""
+        last = self.sums.get(key)
+        self.sums[key] = table
+        if last is None or last.shape != table.shape:
+            return np.arange(len(table))
+        return np.flatnonzero((table != last).any(axis=1))
+
+    def figures(
+        self, w: int, t: Totals, shows: npt.NDArray[np.bool_], miss: list[bool]
+    ) -> npt.NDArray[np.bool_]:
+        """Window `w`'s figures of every queue that shows it, built again where its sums
+        (or the waiting calls over target that answer_rate_live counts) changed; which
+        queues changed."""
+        ints = np.column_stack(
+            (t.counts, t.within_target, t.short_abandoned, t.answered_known,
+             t.callbacks_on_time, self.over)
+        )  # fmt: skip
+        floats = np.column_stack((t.wait_sum, t.handle_sum, t.exposure_sum))
+        changed = np.zeros(len(ints), np.bool_)
+        changed[self.changed_rows(("ints", w), ints)] = True
+        changed[self.changed_rows(("floats", w), floats)] = True
+        changed &= shows
+        figs = self.figs.setdefault(w, [EMPTY_WINDOW] * len(ints))
+        at = np.flatnonzero(changed)
+        if at.size:
+            rows = t.take(at).rows()
+            for j, (i, over) in enumerate(zip(at.tolist(), self.over[at].tolist(), strict=True)):
+                figs[i] = window_metrics(rows, j, over, miss[i])
+        return changed
