@@ -8,6 +8,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+import numpy as np
+import numpy.typing as npt
+
 from shared.core.columns import (
     I64,
     Totals,
@@ -138,11 +141,20 @@ def breakdown(
 class Dim:
     """One breakdown's sums: the rows (queue * groups + key) with any event, in order."""
 
-    def __init__(self, groups: int, active: I64, sums: Totals, starts: list[int]) -> None:
+    def __init__(
+        self,
+        groups: int,
+        active: I64,
+        sums: Totals,
+        starts: list[int],
+        changed: npt.NDArray[np.bool_] | None = None,
+    ) -> None:
         self.groups = groups
         self.active = active
         self.sums = sums  # row j is the row active[j]
         self.starts = starts  # queue q's rows are active[starts[q]:starts[q + 1]]
+        # per queue: whether its sums differ from the last tick's (None: not known)
+        self.changed = changed
         self._rows: TotalsRows | None = None
 
     def rows(self) -> TotalsRows:
@@ -152,11 +164,34 @@ class Dim:
         return self._rows
 
 
+# what a breakdown of one queue was built from at one tick, and what it built: the tick,
+# the queue's point-in-time figures, its agents by site, its primary window's figures,
+# each key's (name, window, spot, agents) and the breakdown
+_Built = tuple[
+    int,
+    PointInTime,
+    dict[str, AgentCounts] | None,
+    WindowMetrics,
+    list[tuple[str, WindowMetrics, Spot, AgentCounts | None]],
+    dict[str, Breakdown],
+]
+
+
+class LastBreakdowns:
+    """Each queue's breakdowns as the last tick built them (`BreakdownTable`)."""
+
+    def __init__(self) -> None:
+        self.tick = 0  # the newest table's: only it reads and writes here
+        self.built: dict[tuple[int, int], _Built] = {}
+
+
 class BreakdownTable:
     """The primary window's breakdowns of every queue at one `now` (contract 4).
 
     The tick takes the sums for all queues at once (numpy); the figures of one queue are
-    built the first time they are read, then kept: the numbers never change.
+    built the first time they are read, then kept: the numbers never change. With `last`,
+    a breakdown whose sums, waiting calls, agents and primary figures are those of the
+    last tick keeps its figures (only the waits, which grow with `now`, are taken again).
     """
 
     def __init__(
@@ -168,8 +203,11 @@ class BreakdownTable:
         queue_ids: list[str],
         primary: list[WindowMetrics],
         miss: list[bool],
+        last: LastBreakdowns | None = None,
     ) -> None:
         self.now = now
+        self.last = last
+        self.tick = last.tick if last is not None else 0
         self.names = names
         self.spots = spots
         self.site_agents = site_agents
@@ -188,32 +226,57 @@ class BreakdownTable:
         return built
 
     def _build(self, q: int, dim: int) -> dict[str, Breakdown]:
-        now, names = self.now, self.names[dim]
+        now, d, point = self.now, self.dims_of[q][dim], self.spots[q]
+        at_site = self.site_agents.get(self.queue_ids[q], _NONE) if dim == 2 else None
+        last = self.last if self.last is not None and self.last.tick == self.tick else None
+        if last is not None and d.changed is not None and not d.changed[q]:
+            built = last.built.get((q, dim))
+            if (
+                built is not None
+                and built[0] == self.tick - 1
+                and built[1] is point
+                and built[2] is at_site
+                and built[3] is self.primary[q]
+            ):
+                parts, out = built[4], built[5]
+                if point[0].waiting or point[0].pending:  # the waits grew with `now`
+                    out = {name: breakdown(now, w, spot, a) for name, w, spot, a in parts}
+                last.built[q, dim] = (self.tick, point, at_site, self.primary[q], parts, out)
+                return out
+        parts = self._parts(q, dim, at_site)
+        out = {name: breakdown(now, w, spot, a) for name, w, spot, a in parts}
+        if last is not None:
+            last.built[q, dim] = (self.tick, point, at_site, self.primary[q], parts, out)
+        return out
+
+    def _parts(
+        self, q: int, dim: int, at_site: dict[str, AgentCounts] | None
+    ) -> list[tuple[str, WindowMetrics, Spot, AgentCounts | None]]:
+        """Each key's name, window figures, point-in-time figures and agents by site."""
+        names = self.names[dim]
         d = self.dims_of[q][dim]
         total, keys, _expired = self.spots[q]
         by_key = keys[dim]
-        at_site = self.site_agents.get(self.queue_ids[q], _NONE) if dim == 2 else None
         lo, hi = d.starts[q], d.starts[q + 1]
         found = [r - q * d.groups for r in d.active[lo:hi].tolist()]
-        out: dict[str, Breakdown] = {}
         if len(found) == 1 and (not by_key or (len(by_key) == 1 and found[0] in by_key)):
             # one key holds every event, waiting call and callback: the queue's own figures
             name = names[found[0]]
             agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-            out[name] = breakdown(now, self.primary[q], total, agents)
-            return out
+            return [(name, self.primary[q], total, agents)]
+        out: list[tuple[str, WindowMetrics, Spot, AgentCounts | None]] = []
         rows = d.rows()
         for j, k in enumerate(found, start=lo):
             spot = by_key.get(k, NO_SPOT)
             name = names[k]
             agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-            figures = window_metrics(rows, j, spot.over, self.miss[q])
-            out[name] = breakdown(now, figures, spot, agents)
+            out.append((name, window_metrics(rows, j, spot.over, self.miss[q]), spot, agents))
+        seen = {name for name, *_ in out}
         for k, spot in by_key.items():  # waiting or owed, no event in the window
             name = names[k]
-            if name not in out:
+            if name not in seen:
                 window = replace(EMPTY_WINDOW, over_target=spot.over,
                                  answer_rate_live=0.0 if spot.over else None)  # fmt: skip
                 agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-                out[name] = breakdown(now, window, spot, agents)
+                out.append((name, window, spot, agents))
         return out

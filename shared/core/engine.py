@@ -22,6 +22,7 @@ from shared.core.breakdowns import (
     Attrs,
     BreakdownTable,
     Dim,
+    LastBreakdowns,
     OpenCall,
     OwedCallback,
     PointInTime,
@@ -133,6 +134,7 @@ class Engine:
         # the last tick's figures (`compute` builds again only what changed since)
         self._plan: _Plan | None = None
         self._tick = LastTick(0, NOTHING)
+        self._breakdowns = LastBreakdowns()
         self._last_now = -math.inf
         self._dirty: set[int] = set()  # queues whose waiting calls or callbacks changed
         self._agents_counted: (
@@ -383,6 +385,8 @@ class Engine:
         if plan is None or fresh:
             plan = self._plan = _Plan(settings, self.param_arrays(settings))
             self._tick = LastTick(nq, NOTHING)
+            self._breakdowns = LastBreakdowns()
+        self._breakdowns.tick += 1
         self._last_now = now
         self._retention = float(plan.retention) + self.grace_s
         cache = self._tick
@@ -412,7 +416,7 @@ class Engine:
         primary = [windows[i][s.primary_window_s] for i, s in enumerate(settings)]
         table = BreakdownTable(
             now, (_PRIORITY_KEYS, CHANNELS, self.site_ids), spots, site_agents, self.queue_ids,
-            primary, plan.miss,
+            primary, plan.miss, self._breakdowns,
         )  # fmt: skip
         self._breakdown_sums(table, now, plan)
         out: dict[str, QueueStats] = {}
@@ -534,7 +538,7 @@ class Engine:
 
     def _breakdown_sums(self, table: BreakdownTable, now: float, plan: _Plan) -> None:
         """contract 4: the sums of by_priority, by_channel and by_site over each queue's
-        primary window, for every queue at once."""
+        primary window, for every queue at once, and which queues' sums changed."""
         nq = len(plan.settings)
         hi = self.log.index(now)
         bounds = np.arange(nq + 1, dtype=np.int64)
@@ -547,7 +551,9 @@ class Engine:
                 totals = self.log.totals(lo, hi, nq, plan.params, column, groups)
                 active = np.flatnonzero(totals.counts.any(axis=1))
                 starts = np.searchsorted(active, bounds * groups).tolist()
-                dims.append(Dim(groups, active, totals.take(active), starts))
+                rows = self._tick.changed_sums((w, column), totals).reshape(nq, groups)
+                changed = np.logical_or.reduce(rows, axis=1)  # per queue
+                dims.append(Dim(groups, active, totals.take(active), starts, changed))
             for i in members.tolist():
                 table.dims_of[i] = dims
 

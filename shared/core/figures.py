@@ -331,22 +331,27 @@ class LastTick:
             return np.arange(len(table))
         return np.flatnonzero((table != last).any(axis=1))
 
+    def changed_sums(
+        self, key: object, t: Totals, extra: npt.NDArray[np.int64] | None = None
+    ) -> npt.NDArray[np.bool_]:
+        """Which rows of `t` (with `extra`, a count per row) differ from the last ones kept
+        under `key`; these are kept in their place."""
+        ints = [t.counts, t.within_target, t.short_abandoned, t.answered_known]
+        ints += [t.callbacks_on_time] if extra is None else [t.callbacks_on_time, extra]
+        floats = np.column_stack((t.wait_sum, t.handle_sum, t.exposure_sum))
+        changed = np.zeros(len(floats), np.bool_)
+        changed[self.changed_rows(("ints", key), np.column_stack(ints))] = True
+        changed[self.changed_rows(("floats", key), floats)] = True
+        return changed
+
     def figures(
         self, w: int, t: Totals, shows: npt.NDArray[np.bool_], miss: list[bool]
     ) -> npt.NDArray[np.bool_]:
         """Window `w`'s figures of every queue that shows it, built again where its sums
         (or the waiting calls over target that answer_rate_live counts) changed; which
         queues changed."""
-        ints = np.column_stack(
-            (t.counts, t.within_target, t.short_abandoned, t.answered_known,
-             t.callbacks_on_time, self.over)
-        )  # fmt: skip
-        floats = np.column_stack((t.wait_sum, t.handle_sum, t.exposure_sum))
-        changed = np.zeros(len(ints), np.bool_)
-        changed[self.changed_rows(("ints", w), ints)] = True
-        changed[self.changed_rows(("floats", w), floats)] = True
-        changed &= shows
-        figs = self.figs.setdefault(w, [EMPTY_WINDOW] * len(ints))
+        changed = self.changed_sums(w, t, self.over) & shows
+        figs = self.figs.setdefault(w, [EMPTY_WINDOW] * len(changed))
         at = np.flatnonzero(changed)
         if at.size:
             rows = t.take(at).rows()
