@@ -228,32 +228,37 @@ class EventLog:
         rows = queues * groups
         r = q if key is None else q * groups + self._key(key, lo, hi)
         counts = np.bincount(r * KINDS + k, minlength=rows * KINDS).reshape(rows, KINDS)
-        # each condition on the events of its own kind only: a fraction of the slice
+        # each condition on the events of its own kind only: a fraction of the slice; every
+        # selection by index (`flatnonzero`, `take`), several times faster than by mask
+        # over millions of events, and the same events in the same order
         a = np.flatnonzero(k == ANSWERED)
-        wa, ra = w[a], r[a]
-        known = ~np.isnan(wa)
+        wa, ra = w.take(a), r.take(a)
+        known = np.flatnonzero(~np.isnan(wa))
+        b = np.flatnonzero(k == ABANDONED)
+        c = np.flatnonzero(k == CB_CONNECTED)
         with np.errstate(invalid="ignore"):
-            within = wa <= p.sl_threshold[q[a], self.attrs[lo:hi][a] & 3]
-            b = np.flatnonzero(k == ABANDONED)
-            short = w[b] <= p.short_abandon[q[b]]
-            c = np.flatnonzero(k == CB_CONNECTED)
-            on_time = w[c] <= p.callback_target[q[c]]
+            within = np.flatnonzero(wa <= p.sl_threshold[q.take(a), self.attrs[lo:hi].take(a) & 3])
+            short = b.take(np.flatnonzero(w.take(b) <= p.short_abandon[q.take(b)]))
+            on_time = c.take(np.flatnonzero(w.take(c) <= p.callback_target[q.take(c)]))
         e = np.flatnonzero(k == ENDED)
         exposure: F64 = np.zeros(rows)
         if key is None:  # the patience estimate is per queue only
-            left = (k != QUEUED) & (k != ENDED) & (k < CB_CONNECTED) & ~np.isnan(w)
-            exposure = np.bincount(r[left], weights=w[left], minlength=rows).astype(np.float64)
+            left = np.flatnonzero((k != QUEUED) & (k != ENDED) & (k < CB_CONNECTED) & ~np.isnan(w))
+            exposure = np.bincount(r.take(left), weights=w.take(left), minlength=rows).astype(
+                np.float64
+            )
+        rk = ra.take(known)
         return Totals(
             counts=counts.astype(np.int64),
-            within_target=np.bincount(ra[within], minlength=rows).astype(np.int64),
-            short_abandoned=np.bincount(r[b][short], minlength=rows).astype(np.int64),
-            answered_known=np.bincount(ra[known], minlength=rows).astype(np.int64),
-            wait_sum=np.bincount(ra[known], weights=wa[known], minlength=rows).astype(np.float64),
-            handle_sum=np.bincount(r[e], weights=self.handle[lo:hi][e], minlength=rows).astype(
-                np.float64
-            ),
+            within_target=np.bincount(ra.take(within), minlength=rows).astype(np.int64),
+            short_abandoned=np.bincount(r.take(short), minlength=rows).astype(np.int64),
+            answered_known=np.bincount(rk, minlength=rows).astype(np.int64),
+            wait_sum=np.bincount(rk, weights=wa.take(known), minlength=rows).astype(np.float64),
+            handle_sum=np.bincount(
+                r.take(e), weights=self.handle[lo:hi].take(e), minlength=rows
+            ).astype(np.float64),
             exposure_sum=exposure,
-            callbacks_on_time=np.bincount(r[c][on_time], minlength=rows).astype(np.int64),
+            callbacks_on_time=np.bincount(r.take(on_time), minlength=rows).astype(np.int64),
         )
 
     def _key(self, key: str, lo: int, hi: int) -> I64:
