@@ -4,6 +4,11 @@ Decode each record with its typed model; hand good records to the handler; send 
 to the DLQ with topic, partition, offset and reason; commit after handling; retry what
 failed for a passing reason (the broker or Redis away) without skipping the record; and
 never die on one record.
+
+A loop may also take a poll's records together (`decode_many`, `handle_many`): a
+partition's records decoded in one call, the good ones between two bad ones handed over
+as one `Batch`. When a batch's handler fails, the records it had not finished are handled
+one by one as above, so the guarantees are the same either way.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -79,6 +84,17 @@ class DeadLetters:
         await self.producer.send_and_wait(self.topic, dumps(body))
 
 
+@dataclass
+class Batch(Generic[T]):
+    """Consecutive good records of one partition and their decoded values, in order."""
+
+    records: list[ConsumerRecord]
+    values: list[T]
+    # how many the handler has finished: after a failure the loop handles the rest one
+    # by one (with retries and the DLQ), so a handler moves it on as it goes
+    done: int = 0
+
+
 def shrunk(
     ends: Mapping[TopicPartition, int], before: Mapping[TopicPartition, int]
 ) -> list[TopicPartition]:
@@ -98,6 +114,14 @@ class ConsumerLoop(Generic[T]):
     handle: Callable[[ConsumerRecord, T], Awaitable[None]]
     dlq: DeadLetters | None
     commit: bool = False
+    # a partition's records at once: values decoded in one call (each the value or the
+    # Poison `decode` would raise) and handed over in batches; `handle` stays the way
+    # for what a batch's handler did not finish
+    decode_many: Callable[[list[bytes]], list[T | Poison]] | None = None
+    handle_many: Callable[[Batch[T]], Awaitable[None]] | None = None
+    # records decoded at once: a poll's values held together outlive the young GC
+    # generation and make the full collections that walk every object come more often
+    batch_size: int = 500
     after_poll: Callable[[], Awaitable[None]] | None = None
     poll_ms: int = 200
     retry_s: float = 0.5
@@ -120,6 +144,10 @@ class ConsumerLoop(Generic[T]):
                 await asyncio.sleep(self.retry_s)
                 continue
             for records in batches.values():
+                if self.handle_many is not None:
+                    for i in range(0, len(records), self.batch_size):
+                        await self.many(records[i : i + self.batch_size])
+                    continue
                 for record in records:
                     await self.one(record)
             if self.commit and batches:
@@ -153,6 +181,52 @@ class ConsumerLoop(Generic[T]):
         except Poison as exc:
             await self._dead_letter(record, exc.reason)
             return
+        await self._handle(record, value)
+
+    async def many(self, records: list[ConsumerRecord]) -> None:
+        """Handle a partition's records in order: the good ones between two bad ones as
+        one batch, each bad one dead-lettered where it stands."""
+        decoded = self._decode_all(records)
+        start = 0
+        for i, value in enumerate(decoded):
+            if isinstance(value, Poison):
+                await self._handle_batch(records[start:i], decoded[start:i])
+                await self._dead_letter(records[i], value.reason)
+                start = i + 1
+        await self._handle_batch(records[start:], decoded[start:])
+
+    def _decode_all(self, records: list[ConsumerRecord]) -> list[T | Poison]:
+        if self.decode_many is not None:
+            decoded = self.decode_many([r.value or b"" for r in records])
+            if len(decoded) != len(records):  # a decoder that loses records is a bug
+                raise RuntimeError(f"decoded {len(decoded)} of {len(records)} records")
+            return decoded
+        out: list[T | Poison] = []
+        for record in records:
+            try:
+                out.append(self.decode(record.value))
+            except Poison as exc:
+                out.append(exc)
+        return out
+
+    async def _handle_batch(self, records: list[ConsumerRecord], values: list[T | Poison]) -> None:
+        if not records:
+            return
+        assert self.handle_many is not None  # noqa: S101  # only called with a batch handler
+        good = cast(list[T], values)  # the caller cut out every Poison
+        batch = Batch(records, good)
+        try:
+            await self.handle_many(batch)
+            return
+        except Exception:  # noqa: BLE001  # what it did not finish goes one by one
+            _stop_if_cancelled()
+            log.warning("batch handler failed; handling its records one by one", exc_info=True)
+        for record, value in zip(records[batch.done :], good[batch.done :], strict=True):
+            await self._handle(record, value)
+
+    async def _handle(self, record: ConsumerRecord, value: T) -> None:
+        """Handle a decoded record: retried while it fails for a passing reason, else
+        handled or dead-lettered."""
         delay = self.retry_s
         while True:
             try:

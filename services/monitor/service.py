@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 
 from services.monitor.intervals import store_intervals, stored_state
 from services.monitor.settings import MonitorSettings
-from shared.consume import ConsumerLoop, DeadLetters, Poison
+from shared.consume import Batch, ConsumerLoop, DeadLetters, Poison
 from shared.core.centre import part
 from shared.core.intervals import Intervals
 from shared.core.monitor import Monitor, TickOutput
@@ -33,6 +33,7 @@ from shared.events import (
     CallEvent,
     InvalidEvent,
     decode_event,
+    decode_events,
 )
 from shared.forecast import Forecast
 from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
@@ -310,7 +311,15 @@ class MonitorShell:
         dlq = DeadLetters(
             self.producer, self.settings.topic("dlq"), self.metrics.events.labels("dead_letter")
         )
-        return ConsumerLoop(consumer, _decode, self.handle, dlq, commit=commit)
+        return ConsumerLoop(
+            consumer,
+            _decode,
+            self.handle,
+            dlq,
+            commit=commit,
+            decode_many=_decode_many,
+            handle_many=self.handle_many,
+        )
 
     async def consume(self, consumer: AIOKafkaConsumer, commit: bool) -> None:
         """Feed records to the engine until cancelled."""
@@ -322,6 +331,25 @@ class MonitorShell:
             self.roster.add(event.agent_id)
         self.processed += 1
         self.metrics.events.labels("counted" if counted else "skipped").inc()
+
+    async def handle_many(self, batch: Batch[CallEvent | AgentEvent]) -> None:
+        """Count a poll's good events in order, as `handle` each, with the metrics once."""
+        add, roster = self.monitor.add, self.roster
+        done = counted = 0
+        try:
+            for event in batch.values:
+                if add(event):
+                    counted += 1
+                    if isinstance(event, AgentStateChanged | AgentSkillsChanged):
+                        roster.add(event.agent_id)
+                done += 1
+        finally:  # on a failure the loop hands the rest to `handle`, one by one
+            batch.done = done
+            self.processed += done
+            if counted:
+                self.metrics.events.labels("counted").inc(counted)
+            if done > counted:
+                self.metrics.events.labels("skipped").inc(done - counted)
 
     def owner(self) -> Callable[[str], bool]:
         """Whether a queue's events land on a partition assigned to this instance."""
@@ -539,6 +567,14 @@ def _decode(value: bytes | None) -> CallEvent | AgentEvent:
         return decode_event(value or b"")
     except InvalidEvent as exc:
         raise Poison("; ".join(exc.errors)) from None
+
+
+def _decode_many(values: list[bytes]) -> list[CallEvent | AgentEvent | Poison]:
+    """A poll's records decoded in one call; each invalid one a Poison saying why."""
+    return [
+        Poison("; ".join(e.errors)) if isinstance(e, InvalidEvent) else e
+        for e in decode_events(values)
+    ]
 
 
 def fold(change: AlertChange) -> Callable[[bytes | None], bytes]:

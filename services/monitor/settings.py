@@ -19,3 +19,8 @@ class MonitorSettings(CommonSettings):
         None, ge=1000, description="events held at most; past it the oldest are forgotten "
         "(about 250 bytes each; unset: no cap)",
     )  # fmt: skip
+    monitor_gc_young: int = Field(
+        10_000, ge=0, description="allocations between young garbage collections (Python's "
+        "default is 700: each poll's decoded events would then outlive the young generation "
+        "and bring on the full collections that walk all the engine holds); 0: the default",
+    )  # fmt: skip
