@@ -11,9 +11,11 @@ Seconds = Annotated[float, Field(gt=0, le=86400)]
 Share = Annotated[float, Field(ge=0, le=1)]
 Lever = Literal["standby", "cross_skill", "partner", "emergency", "callback", "overflow"]
 Trigger = Literal["sl_breach", "1", "2", "3"]
-# contract 6: the centres' own three-level plan
+# contract 6: the centres' own three-level plan; a breach also calls the standby pool
+# (README, "Decisions": with the default surge_p_value a slow, small surge raises no
+# tier, and its breach is what brings people)
 DEFAULT_PLAYBOOK: dict[Trigger, list[Lever]] = {
-    "sl_breach": ["cross_skill"],
+    "sl_breach": ["standby", "cross_skill"],
     "1": ["standby"],
     "2": ["cross_skill", "partner"],
     "3": ["emergency", "callback", "overflow"],
@@ -57,8 +59,8 @@ class QueueSettings(BaseModel):
     surge_windows_s: Annotated[
         list[Annotated[int, Field(ge=10, le=86400)]], Field(min_length=1, max_length=8)
     ] = [30, 60, 300, 900]
-    # contract 5's default; quiet small queues may want 1e-7 (README, "Decisions")
-    surge_p_value: Annotated[float, Field(gt=0, le=0.5)] = 1e-4
+    # 1e-7, not contract 5's 1e-4: at 1e-4 quiet days page (README, "Decisions")
+    surge_p_value: Annotated[float, Field(gt=0, le=0.5)] = 1e-7
     expected_per_hour: Annotated[float, Field(gt=0, le=1e7)] | None = None
     # contract v2, section 6
     playbook: dict[Trigger, list[Lever]] = DEFAULT_PLAYBOOK

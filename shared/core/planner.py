@@ -45,6 +45,9 @@ AGENT_LEVERS = ("standby", "cross_skill", "partner", "emergency")
 REASSIGN_FOR_S = 3600.0  # `until` of a reassignment
 RENEW_BEFORE_S = 300.0  # renewed this long before its `until`
 UNWIND_PER_TICK = 3  # "a few agents a tick"
+# a queue gives back only once it has been calm this long: a breach that clears while
+# the calls are still high would otherwise release people to call them in again
+GIVE_BACK_AFTER_S = 300.0
 MEASURE_AFTER_S = 900.0
 TRIGGERS = {
     "recall": "recall",
@@ -99,6 +102,7 @@ class Planner:
     moves: dict[str, Move] = field(default_factory=dict)  # by agent
     routing: dict[str, set[str]] = field(default_factory=dict)  # queue -> levers on
     called_in: dict[str, set[str]] = field(default_factory=dict)  # queue -> standby this surge
+    stirred: dict[str, float] = field(default_factory=dict)  # queue -> last tick not calm
     floor: Floor | None = None
     _seq: int = 0
 
@@ -169,12 +173,16 @@ class Planner:
             kind = "recall" if recalled else kind
         calm = state.tier == 0 and not state.breach
         if not calm:
+            self.stirred[queue_id] = floor.now
             added, used = self._plan(floor, queue_id, state, aid, taken, s.moves_per_tick)
             commands += added
             gained += sum(1 for c in added if not isinstance(c, SetCallback | SetOverflow))
             levers = used
             kind = "plan" if added else kind
-        elif floor.pending(queue_id) == 0:
+        elif (
+            floor.pending(queue_id) == 0
+            and floor.now - self.stirred.get(queue_id, -math.inf) >= GIVE_BACK_AFTER_S
+        ):
             released = self._unwind(floor, queue_id, aid)
             commands += released
             gained -= sum(1 for c in released if isinstance(c, ReleaseAgent))
@@ -539,6 +547,9 @@ class Planner:
         """Rebuild the book from stored actions (a restart), oldest first."""
         for action in sorted(actions, key=lambda a: (a.created_at, a.action_id)):
             self.actions[action.action_id] = action
+            if action.kind == "plan":  # planned only while the queue was not calm
+                at = action.created_at.timestamp()
+                self.stirred[action.queue_id] = max(self.stirred.get(action.queue_id, at), at)
             if action.state == "proposed":
                 self._hold(action)
             elif action.sent_at is not None:

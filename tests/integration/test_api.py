@@ -120,8 +120,8 @@ async def test_settings_defaults_partial_update_and_refusal(
         # contract v2
         "sl_flowouts": "miss", "callback_target_s": 1800.0, "callback_expiry_s": 86400.0,
         "priority_sl_threshold_s": {}, "timezone": "UTC", "surge_windows_s": [30, 60, 300, 900],
-        "surge_p_value": 1e-4, "expected_per_hour": None,
-        "playbook": {"sl_breach": ["cross_skill"], "1": ["standby"], "2": ["cross_skill", "partner"],
+        "surge_p_value": 1e-7, "expected_per_hour": None,
+        "playbook": {"sl_breach": ["standby", "cross_skill"], "1": ["standby"], "2": ["cross_skill", "partner"],
                      "3": ["emergency", "callback", "overflow"]},
         "standby_share": 0.2, "max_lent_share": 0.3, "max_borrowed": 40, "moves_per_tick": 10,
         "overflow_to": None, "approve_within_s": 300.0,

@@ -16,7 +16,7 @@ import pytest
 
 from shared.core.erlang import agents_for_target
 from shared.core.figures import Agent, AgentCounts, QueueStats, WindowMetrics
-from shared.core.planner import Planner
+from shared.core.planner import GIVE_BACK_AFTER_S, Planner
 from shared.core.sizing import Floor, TimeShares, levers_for
 from shared.core.tiers import QueueAlertState
 from shared.messages.commands import (
@@ -139,7 +139,7 @@ def test_the_floor_is_built_as_described() -> None:
     ("tier", "breach", "levers"),
     [
         (0, False, []),
-        (0, True, ["cross_skill"]),
+        (0, True, ["standby", "cross_skill"]),
         (1, False, ["standby"]),
         (2, False, ["standby", "cross_skill", "partner"]),
         (3, False, ["standby", "cross_skill", "partner", "emergency", "callback", "overflow"]),
@@ -283,6 +283,41 @@ def test_unwind_waits_for_the_callback_backlog(pending: int, released: int) -> N
     steps = planner.step(floor({}, agents, now=NOW + 600, billing=calm), auto)
     releases = [c for s in steps for c in s.commands if isinstance(c, ReleaseAgent)]
     assert [c.agent_id for c in releases] == ["sb2", "sb0", "sb1"][:released]
+
+
+@pytest.mark.parametrize(("calm_s", "released"), [(120, 0), (298, 0), (300, 3)])
+def test_a_queue_gives_back_only_after_five_minutes_calm(calm_s: int, released: int) -> None:
+    """Tier 1 last seen at NOW: a breach or surge that has just cleared while the calls
+    are still high would release people only to call them in again."""
+    assert GIVE_BACK_AFTER_S == 300
+    planner = Planner()
+    planner.step(floor({"billing": TIER1}), auto)
+    agents = floor_agents()
+    for a in ("sb0", "sb1", "sb2"):
+        agents[a] = replace(agents[a], state="available", serving=frozenset(["billing"]))
+    calm = queue("billing", SUPPORT, live=0.97)
+    steps = planner.step(floor({}, agents, now=NOW + calm_s, billing=calm), auto)
+    releases = [c for s in steps for c in s.commands if isinstance(c, ReleaseAgent)]
+    assert [c.agent_id for c in releases] == ["sb2", "sb0", "sb1"][:released]
+
+
+def test_a_planner_rebuilt_from_its_actions_keeps_the_calm_wait() -> None:
+    """A new leader restores the book: the queue's last plan (at NOW) starts the wait."""
+    first = Planner()
+    first.step(floor({"billing": TIER1}), auto)
+    planner = Planner()
+    planner.restore(first.actions.values())
+    agents = floor_agents()
+    for a in ("sb0", "sb1", "sb2"):
+        agents[a] = replace(agents[a], state="available", serving=frozenset(["billing"]))
+    calm = queue("billing", SUPPORT, live=0.97)
+    assert planner.step(floor({}, agents, now=NOW + 120, billing=calm), auto) == []
+    steps = planner.step(floor({}, agents, now=NOW + 300, billing=calm), auto)
+    assert [c.agent_id for s in steps for c in s.commands if isinstance(c, ReleaseAgent)] == [
+        "sb2",
+        "sb0",
+        "sb1",
+    ]
 
 
 def test_unwind_keeps_what_the_projection_still_needs() -> None:

@@ -21,7 +21,7 @@ from shared.queue_settings import QueueSettings
 from tests.conftest import T0, iso
 
 NOW = T0.timestamp()
-# the tables are worked at the contract's significance level, 1e-4 (the default is lower)
+# the tables are worked at the contract's significance level, 1e-4 (the default is 1e-7)
 P = 1e-4
 ONE = QueueSettings(surge_windows_s=[300], surge_p_value=P)  # one surge window, the primary one
 FOUR = QueueSettings(surge_p_value=P)  # the default windows 30, 60, 300, 900
@@ -422,13 +422,20 @@ def test_a_window_without_a_frozen_baseline_borrows_the_nearest() -> None:
     assert expected_for(30, st, None, QueueAlertState()) == (25.0, "baseline")  # not frozen
 
 
-def test_a_tiny_queue_at_the_default_significance_and_at_1e_7() -> None:
-    """The default `surge_p_value` is the contract's 1e-4 (README, "Decisions"): a
-    2-calls-a-minute queue gets 10 calls in 30 s (ratio 10) about once in 9 million
-    windows, a tier 3 at 1e-4 and none at 1e-7; an 8x step of 20 calls a minute is a
-    tier 3 at both."""
-    assert QueueSettings().surge_p_value == 1e-4
+def test_a_tiny_queue_pages_at_the_contracts_1e_4_and_not_at_the_default() -> None:
+    """The default `surge_p_value` is 1e-7, not the contract's 1e-4 (README, "Decisions"):
+    a 2-calls-a-minute queue (120 calls the hour before) gets 10 calls in 30 s (expected
+    1, ratio 10) about once in 9 million windows; at 1e-4 that is a tier 3, at the default
+    no tier. An 8x step of 20 calls a minute (80 calls in 30 s against 10) is a tier 3 at
+    both."""
+    assert QueueSettings().surge_p_value == 1e-7
     quiet = sum(math.exp(-1.0) / math.factorial(k) for k in range(10))  # P(X <= 9 | 1)
     assert poisson_tail(10, 1.0) == pytest.approx(1.0 - quiet, rel=1e-9)  # 1.1e-7
-    assert 1e-7 < poisson_tail(10, 1.0) <= 1e-4
-    assert poisson_tail(80, 10.0) < 1e-7
+    assert 1e-7 < tail(10, 1) <= 1e-4 and tail(80, 10) < 1e-7
+    default = QueueSettings(surge_windows_s=[30])
+    contract = QueueSettings(surge_windows_s=[30], surge_p_value=1e-4)
+    tiny = {30: (10, 120)}
+    assert step(QueueAlertState(), stats(0, tiny, contract), None).state.tier == 3
+    assert step(QueueAlertState(), stats(0, tiny, default), None).state.tier == 0
+    step8x = {30: (80, 1200)}
+    assert step(QueueAlertState(), stats(0, step8x, default), None).state.tier == 3
