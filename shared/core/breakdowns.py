@@ -214,7 +214,7 @@ class BreakdownTable:
         self.queue_ids = queue_ids
         self.primary = primary
         self.miss = miss
-        self.dims_of: list[list[Dim]] = [[] for _ in queue_ids]
+        self.dims_of: list[list[Dim]] = [[]] * len(queue_ids)  # each entry replaced, never changed
         self._built: dict[int, tuple[dict[str, Breakdown], ...]] = {}
 
     def queue(self, q: int) -> tuple[dict[str, Breakdown], ...]:

@@ -395,10 +395,11 @@ class Engine:
         changed = np.zeros(nq, np.bool_)
         for w, t in totals.items():
             changed |= cache.figures(w, t, plan.shows[w], plan.miss)
-        windows, patience = cache.windows, cache.patience
-        rows = np.flatnonzero(changed).tolist()
-        for i in rows:
-            windows[i] = {w: cache.figs[w][i] for w in settings[i].windows_s}
+        windows, patience, primary = cache.windows, cache.patience, cache.primary
+        for i in np.flatnonzero(changed).tolist():
+            s = settings[i]
+            windows[i] = {w: cache.figs[w][i] for w in s.windows_s}
+            primary[i] = windows[i][s.primary_window_s]
         for w, members in plan.primaries.items():  # contract 4: patience of the primary window
             mine = np.flatnonzero(changed[members])
             if mine.size:
@@ -413,10 +414,9 @@ class Engine:
                     patience[i] = estimate_patience(n, x)
         surge, baseline, surge_counts = self._arrival_counts(plan, now, cache)
         agents, site_agents = self._agent_counts()
-        primary = [windows[i][s.primary_window_s] for i, s in enumerate(settings)]
         table = BreakdownTable(
             now, (_PRIORITY_KEYS, CHANNELS, self.site_ids), spots, site_agents, self.queue_ids,
-            primary, plan.miss, self._breakdowns,
+            list(primary), plan.miss, self._breakdowns,
         )  # fmt: skip
         self._breakdown_sums(table, now, plan)
         out: dict[str, QueueStats] = {}
@@ -499,9 +499,10 @@ class Engine:
             rows = cache.changed_rows(("surge", g), table)
             ws = sorted(set(s.surge_windows_s))
             for i, row in zip(members[rows].tolist(), table[rows].tolist(), strict=True):
-                cache.surge[i], cache.baseline[i] = row[0], _known(row[1])
+                cache.surge[i], cache.baseline[i] = row[0], None if row[1] < 0 else row[1]
                 cache.surge_counts[i] = {
-                    w: (row[2 + 2 * j], _known(row[3 + 2 * j])) for j, w in enumerate(ws)
+                    w: (row[2 + 2 * j], None if row[3 + 2 * j] < 0 else row[3 + 2 * j])
+                    for j, w in enumerate(ws)
                 }
         return cache.surge, cache.baseline, cache.surge_counts
 
@@ -554,7 +555,9 @@ class Engine:
                 rows = self._tick.changed_sums((w, column), totals).reshape(nq, groups)
                 changed = np.logical_or.reduce(rows, axis=1)  # per queue
                 dims.append(Dim(groups, active, totals.take(active), starts, changed))
-            for i in members.tolist():
+            if len(plan.primaries) == 1:
+                table.dims_of = [dims] * nq
+            for i in members.tolist() if len(plan.primaries) > 1 else ():
                 table.dims_of[i] = dims
 
     def _agent_counts(self) -> tuple[dict[str, AgentCounts], dict[str, dict[str, AgentCounts]]]:
@@ -643,10 +646,6 @@ _HANDLERS: dict[type, Callable[[Engine, Any, float], None]] = {
     AgentStateChanged: Engine._add_agent,
     AgentSkillsChanged: Engine._add_agent,
 }
-
-
-def _known(count: int) -> int | None:
-    return None if count < 0 else count
 
 
 class _Plan:

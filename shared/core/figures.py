@@ -317,6 +317,7 @@ class LastTick:
         self.sums: dict[object, npt.NDArray[Any]] = {}  # Any: int or float sums
         self.figs: dict[int, list[WindowMetrics]] = {}
         self.windows: list[dict[int, WindowMetrics]] = [{} for _ in range(nq)]
+        self.primary: list[WindowMetrics] = [EMPTY_WINDOW] * nq
         self.patience: list[float | None] = [None] * nq
         self.surge: list[int] = [0] * nq
         self.baseline: list[int | None] = [None] * nq
