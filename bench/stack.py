@@ -23,6 +23,7 @@ from services.up import Service, Stack
 from shared.kafka import ensure_topics
 from shared.localstack import LocalStack, free_port
 from shared.settings import CommonSettings
+from shared.timefmt import parse_ts
 
 TOKEN = "bench-secret"
 API_TOKEN = "bench-api"
@@ -174,6 +175,10 @@ async def e2e_latency_ms(rate: int = 2000, seconds: float = 60.0) -> dict[str, f
     async with services(["ingest", "monitor", "api"], "e2e.") as urls:
         seen: dict[int, float] = {}  # probe count -> when a tick first showed it
         acked: dict[int, float] = {}
+        # where the time goes: the tick that first counted a probe (its as_of) against
+        # the wall clock when ingest acknowledged it and when the board's message came
+        seen_wall: dict[int, tuple[float, float]] = {}  # probe -> (as_of, received)
+        acked_wall: dict[int, float] = {}
         stop = asyncio.Event()
 
         async def watch() -> None:
@@ -197,8 +202,10 @@ async def e2e_latency_ms(rate: int = 2000, seconds: float = 60.0) -> dict[str, f
                     for q in msg.get("queues", []):
                         if q["queue_id"] == "probe":
                             count = int(q["windows"]["300"]["arrivals"])
+                            as_of = parse_ts(str(q["as_of"]))
                             for k in range(1, count + 1):
                                 seen.setdefault(k, time.monotonic())
+                                seen_wall.setdefault(k, (as_of, time.time()))
 
         watcher = asyncio.create_task(watch())
         await asyncio.sleep(1.0)
@@ -226,6 +233,7 @@ async def e2e_latency_ms(rate: int = 2000, seconds: float = 60.0) -> dict[str, f
                 )
                 if r.status_code == 202:
                     acked[probes] = time.monotonic()
+                    acked_wall[probes] = time.time()
                 k += 1
                 await asyncio.sleep(max(0.0, started + k / 20 - time.monotonic()))
         await asyncio.sleep(5.0)
@@ -240,11 +248,22 @@ async def e2e_latency_ms(rate: int = 2000, seconds: float = 60.0) -> dict[str, f
                 "samples": 0,
             }
         q = statistics.quantiles(lat, n=100, method="inclusive")
+        # to the tick: from the ack to the as_of of the first tick counting the probe (the
+        # wait for the tick, and for the monitor's consumer); after it: from that as_of
+        # to the board's message (compute, publish, the API's consumer, the websocket)
+        to_tick = [(seen_wall[p][0] - t) * 1000 for p, t in acked_wall.items() if p in seen_wall]
+        after = [(seen_wall[p][1] - seen_wall[p][0]) * 1000 for p in acked_wall if p in seen_wall]
+        qt = statistics.quantiles(to_tick, n=100, method="inclusive")
+        qa = statistics.quantiles(after, n=100, method="inclusive")
         return {
             "p50_ms": statistics.median(lat),
             "p95_ms": q[94],
             "p99_ms": q[98],
             "samples": len(lat),
+            "to_tick_p50_ms": statistics.median(to_tick),
+            "to_tick_p99_ms": qt[98],
+            "after_tick_p50_ms": statistics.median(after),
+            "after_tick_p99_ms": qa[98],
         }
 
 

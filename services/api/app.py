@@ -9,12 +9,12 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from services.api import actions, agents, board, docs, incidents, intervals, routes
 from services.api.auth import Tokens
-from services.api.fanout import Fanout, follow
+from services.api.fanout import Fanout, board_consumer, follow
 from services.api.settings import ApiSettings
 from services.api.state import ApiState
 from shared.consume import DeadLetters
 from shared.http import stack_ready
-from shared.kafka import ensure_topics, new_consumer, new_producer
+from shared.kafka import ensure_topics, new_producer
 from shared.service import Running, build_app
 from shared.store import Keys, new_redis
 from shared.tasks import TaskGroup
@@ -42,7 +42,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         await ensure_topics(settings)
         api.producer = new_producer(settings)
         await api.producer.start()
-        consumer = new_consumer(settings, group_id=None, auto_offset_reset="latest")
+        consumer = board_consumer(settings)
         await consumer.start()
         topics = (settings.topic(n) for n in ("metrics", "alerts", "actions"))
         dlq = DeadLetters(api.producer, settings.topic("dlq"))

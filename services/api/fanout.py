@@ -14,11 +14,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from shared.consume import ConsumerLoop, DeadLetters, Poison
+from shared.kafka import new_consumer
 from shared.messages.alerts import AlertChange
+from shared.settings import CommonSettings
 from shared.timefmt import parse_ts
 
 log = logging.getLogger(__name__)
 HISTORY_S = 30 * 60  # the sparkline's span
+# how long the broker may hold a fetch for records to come: the local broker holds it the
+# whole time when none have come, so a tick's snapshots would wait up to this for the board
+BOARD_FETCH_WAIT_MS = 50
 
 
 @dataclass(eq=False)
@@ -136,6 +141,14 @@ class Follower:
         if self.pending:
             snapshots, self.pending = self.pending, []
             self.fanout.on_snapshots(snapshots)
+
+
+def board_consumer(settings: CommonSettings) -> AIOKafkaConsumer:
+    """The API's consumer of the board's topics: no group, from their ends, fetches held
+    briefly so a tick reaches the board soon after it is published."""
+    return new_consumer(
+        settings, group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=BOARD_FETCH_WAIT_MS
+    )
 
 
 async def follow(

@@ -235,7 +235,10 @@ class MonitorShell:
     async def open_consumer(self) -> None:
         """Join the monitors' group on the events topic; assignment rewinds (see _Rewind)."""
         self.consumer = new_consumer(
-            self.settings, group_id=self.settings.monitor_group_id, max_poll_records=5000
+            self.settings,
+            group_id=self.settings.monitor_group_id,
+            max_poll_records=5000,
+            fetch_max_wait_ms=self.settings.monitor_fetch_wait_ms,
         )
         self.consumer.subscribe([self.settings.topic("events")], listener=_Rewind(self))
         await self.consumer.start()

@@ -19,6 +19,11 @@ class MonitorSettings(CommonSettings):
         None, ge=1000, description="events held at most; past it the oldest are forgotten "
         "(about 250 bytes each; unset: no cap)",
     )  # fmt: skip
+    monitor_fetch_wait_ms: int = Field(
+        50, ge=1, le=500, description="how long the broker may hold a fetch of the events "
+        "topic for records to come (the local broker holds it the whole time when none "
+        "have come, and an event that lands meanwhile waits for it)",
+    )  # fmt: skip
     monitor_gc_young: int = Field(
         10_000, ge=0, description="allocations between young garbage collections (Python's "
         "default is 700: each poll's decoded events would then outlive the young generation "
