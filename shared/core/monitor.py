@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import orjson
 
@@ -19,9 +20,39 @@ from shared.messages.snapshots import Centre, Snapshot
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
 from shared.timefmt import iso_ms
 
+T = TypeVar("T")
+R = TypeVar("R")
 
-def _breakdown(b: Breakdown) -> dict[str, object]:
-    out: dict[str, object] = dict(b.window.as_json())
+
+class JsonMemo:
+    """JSON-ready values of the figures ticks hand out, by identity: figures the engine
+    hands out again (it keeps them while their sums are the same) are not converted
+    again. The values are shared between snapshots and ticks: read them, never change
+    them."""
+
+    def __init__(self) -> None:
+        # Any: the values of several converters, each returned to its own caller
+        self._last: dict[int, tuple[object, Any]] = {}
+        self._now: dict[int, tuple[object, Any]] = {}
+
+    def of(self, obj: T, convert: Callable[[T], R]) -> R:
+        """`convert(obj)`, or its value for the same object at this tick or the last."""
+        key = id(obj)
+        hit = self._now.get(key) or self._last.get(key)
+        if hit is None or hit[0] is not obj:
+            hit = (obj, convert(obj))
+        self._now[key] = hit  # holds `obj`: its id is not reused while kept
+        value: R = hit[1]  # the value `convert` returned for this very object
+        return value
+
+    def turn(self) -> None:
+        """A tick is done: keep what it converted, forget the rest."""
+        self._last, self._now = self._now, {}
+
+
+def _breakdown(b: Breakdown, memo: JsonMemo | None = None) -> dict[str, object]:
+    window = b.window.as_json() if memo is None else memo.of(b.window, WindowMetrics.as_json)
+    out: dict[str, object] = dict(window)
     out["waiting"] = b.waiting
     out["waiting_over_target"] = b.waiting_over_target
     out["longest_wait_s"] = b.longest_wait_s
@@ -32,8 +63,22 @@ def _breakdown(b: Breakdown) -> dict[str, object]:
     return out
 
 
-def _windows(windows: dict[int, WindowMetrics]) -> dict[str, object]:
-    return {str(w): m.as_json() for w, m in windows.items()}
+def _windows(windows: dict[int, WindowMetrics], memo: JsonMemo | None = None) -> dict[str, object]:
+    if memo is None:
+        return {str(w): m.as_json() for w, m in windows.items()}
+    return memo.of(
+        windows, lambda ws: {str(w): memo.of(m, WindowMetrics.as_json) for w, m in ws.items()}
+    )
+
+
+def _keys(breakdowns: dict[str, Breakdown], memo: JsonMemo | None) -> dict[str, object]:
+    """A breakdown's keys as JSON-ready values."""
+    if memo is None:
+        return {k: _breakdown(b) for k, b in breakdowns.items()}
+    return memo.of(
+        breakdowns,
+        lambda bs: {k: memo.of(b, lambda b: _breakdown(b, memo)) for k, b in bs.items()},
+    )
 
 
 def snapshot(
@@ -62,22 +107,25 @@ def snapshot_fields(
     surge: SurgeView,
     state: QueueAlertState,
     today: Today | dict[str, object] | None = None,
+    memo: JsonMemo | None = None,
 ) -> dict[str, object]:
-    """The values of a `Snapshot`, from the engine's and the tier machine's figures."""
+    """The values of a `Snapshot`, from the engine's and the tier machine's figures (with
+    `memo`, figures handed out again since the last tick are not converted again)."""
+    agents = stats.agents
     fields = {
         "queue_id": stats.queue_id,
         "as_of": iso_ms(stats.now),
-        "windows": _windows(stats.windows),
+        "windows": _windows(stats.windows, memo),
         "waiting": stats.waiting,
         "waiting_over_target": stats.waiting_over_target,
         "longest_wait_s": stats.longest_wait_s,
         "callbacks_pending": stats.callbacks_pending,
         "oldest_callback_s": stats.oldest_callback_s,
         "callbacks_expired": stats.callbacks_expired,
-        "agents": stats.agents.as_json(),
-        "by_site": {k: _breakdown(b) for k, b in stats.by_site.items()},
-        "by_priority": {k: _breakdown(b) for k, b in stats.by_priority.items()},
-        "by_channel": {k: _breakdown(b) for k, b in stats.by_channel.items()},
+        "agents": agents.as_json() if memo is None else memo.of(agents, AgentCounts.as_json),
+        "by_site": _keys(stats.by_site, memo),
+        "by_priority": _keys(stats.by_priority, memo),
+        "by_channel": _keys(stats.by_channel, memo),
         "surge": {
             "ratio": surge.ratio,
             "expected": surge.expected,
@@ -150,6 +198,7 @@ class Monitor:
     # contract 4: intervals and today; None where no one reads them (the simulator)
     intervals: Intervals | None = None
     engine: Engine = field(init=False)
+    _json: JsonMemo = field(init=False, default_factory=JsonMemo)
 
     def __post_init__(self) -> None:
         self.engine = Engine(self.settings_for, self.grace_s)
@@ -199,7 +248,10 @@ class Monitor:
             changes.extend(result.changes)
             updates.extend(result.updates)
             today = days.today.get(queue_id) if days is not None else None
-            snapshots.append(snapshot_fields(stats[queue_id], result.surge, result.state, today))
+            snapshots.append(
+                snapshot_fields(stats[queue_id], result.surge, result.state, today, self._json)
+            )
+        self._json.turn()
         self.engine.prune(now)
         closed = days.closed if days is not None else []
         return TickOutput(now, snapshots, changes, stats, updates, closed)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from shared.core.engine import Engine
 from shared.core.figures import QueueStats
+from shared.core.monitor import Monitor, _breakdown
 from shared.events import parse_event
 from shared.queue_settings import QueueSettings
 from tests.conftest import iso
@@ -98,3 +99,34 @@ def test_waiting_calls_cross_their_target_with_no_event() -> None:
     assert (after.callbacks_pending, after.callbacks_expired) == (0, 1)
     assert after.longest_wait_s == 41.0
     assert after.windows[300].over_target == 1  # answer_rate_live counts it as a miss
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    trace=st.lists(calls, min_size=1, max_size=40),
+    staff=st.lists(agents, max_size=4),
+    gaps=st.lists(st.sampled_from([0.001, 2.0, 17.5, 301.0]), min_size=2, max_size=6),
+)
+def test_monitor_snapshots_equal_their_figures_at_every_tick(
+    trace: list[Any], staff: list[Any], gaps: list[float]
+) -> None:
+    """Snapshots reuse the JSON of figures handed out again: each still equals a fresh
+    conversion of that tick's figures."""
+    events = sorted(events_of(trace, staff), key=ts_of)
+    monitor = Monitor()
+    now = NOW - sum(gaps)
+    for gap in gaps:
+        now += gap
+        due = [e for e in events if ts_of(e) <= now]
+        events = events[len(due) :]
+        for e in due:
+            monitor.add(parse_event(e))
+        out = monitor.tick(now)
+        for snap in out.snapshots:
+            stats = out.stats[str(snap["queue_id"])]
+            assert snap["windows"] == {str(w): m.as_json() for w, m in stats.windows.items()}
+            assert snap["agents"] == stats.agents.as_json()
+            for name in ("by_priority", "by_channel", "by_site"):
+                fresh = {k: _breakdown(b) for k, b in getattr(stats, name).items()}
+                assert snap[name] == fresh, (now, name)
+        assert len(out.models) == len(out.snapshots)  # every snapshot still validates
