@@ -12,6 +12,7 @@ import logging
 import math
 import operator
 from collections.abc import Callable, Iterable
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -419,18 +420,22 @@ class Engine:
             list(primary), plan.miss, self._breakdowns,
         )  # fmt: skip
         self._breakdown_sums(table, now, plan)
-        out: dict[str, QueueStats] = {}
-        no_agents = AgentCounts()
-        for i, queue_id in enumerate(self.queue_ids):
-            total, _keys, expired = spots[i]
-            out[queue_id] = QueueStats(
-                queue_id, now, windows[i], total.waiting, total.over,
-                (now - total.earliest) if total.waiting else 0.0,
-                agents.get(queue_id, no_agents), surge[i], baseline[i], settings[i],
-                patience[i], surge_counts[i], total.pending,
-                (now - total.earliest_cb) if total.pending else 0.0, expired, table, i,
-            )  # fmt: skip
-        return out
+        if cache.agents_of is not agents:  # counted again since: each queue's looked up
+            no_agents = AgentCounts()
+            cache.agents_of, cache.agents = (
+                agents,
+                [agents.get(q, no_agents) for q in self.queue_ids],
+            )
+        # contract 4: longest_wait_s and oldest_callback_s, 0 when nothing waits or is owed
+        longest = np.where(cache.waiting > 0, now - cache.earliest, 0.0).tolist()
+        oldest = np.where(cache.pending > 0, now - cache.earliest_cb, 0.0).tolist()
+        ids = self.queue_ids
+        stats = map(
+            QueueStats, ids, repeat(now, nq), windows, cache.waiting.tolist(), cache.over.tolist(),
+            longest, cache.agents, surge, baseline, settings, patience, surge_counts,
+            cache.pending.tolist(), oldest, cache.expired.tolist(), repeat(table, nq), range(nq),
+        )  # fmt: skip
+        return dict(zip(ids, stats, strict=True))
 
     def centre(self, stats: dict[str, QueueStats]) -> CentreStats:
         """contract 4: centre totals of these queues (see `centre`)."""
@@ -533,7 +538,12 @@ class Engine:
                 self._open[q], self._callbacks[q], now, self._params[id(s)][1],
                 s.callback_expiry_s,
             )  # fmt: skip
-            cache.over[q] = cache.spots[q][0].over
+            total = cache.spots[q][0]
+            cache.waiting[q], cache.over[q], cache.earliest[q] = (
+                total.waiting, total.over, total.earliest
+            )  # fmt: skip
+            cache.pending[q], cache.earliest_cb[q] = total.pending, total.earliest_cb
+            cache.expired[q] = cache.spots[q][2]
         cache.fresh = False
         return list(cache.spots)  # this tick's: the next one replaces entries, not these
 

@@ -313,7 +313,16 @@ class LastTick:
         self.fresh = True  # nothing computed yet: every queue is built
         self.spots: list[PointInTime] = [nothing] * nq
         self.recheck = np.full(nq, math.inf)  # when a queue's point-in-time counts may change
+        # the queues' point-in-time figures, as arrays (from `spots`)
+        self.waiting = np.zeros(nq, np.int64)
         self.over = np.zeros(nq, np.int64)
+        self.earliest = np.full(nq, math.inf)
+        self.pending = np.zeros(nq, np.int64)
+        self.earliest_cb = np.full(nq, math.inf)
+        self.expired = np.zeros(nq, np.int64)
+        # each queue's agents by state, looked up in the counts they came from
+        self.agents_of: dict[str, AgentCounts] | None = None
+        self.agents: list[AgentCounts] = []
         self.sums: dict[object, npt.NDArray[Any]] = {}  # Any: int or float sums
         self.figs: dict[int, list[WindowMetrics]] = {}
         self.windows: list[dict[int, WindowMetrics]] = [{} for _ in range(nq)]
