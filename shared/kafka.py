@@ -74,6 +74,18 @@ async def ensure_topics(settings: CommonSettings, names: Iterable[str] = TOPICS)
     return created
 
 
+async def lost_topics(settings: CommonSettings, names: Iterable[str] = TOPICS) -> list[str]:
+    """floorwatch's topics that the broker does not list (a metadata request for every
+    topic: it never makes the broker create one)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    try:
+        await admin.start()
+        listed = set(await admin.list_topics())
+    finally:
+        await admin.close()
+    return [settings.topic(n) for n in names if settings.topic(n) not in listed]
+
+
 async def send_all(
     producer: AIOKafkaProducer,
     records: Sequence[tuple[str, bytes | None, bytes]],

@@ -29,7 +29,7 @@ def create_app(
     registry = CollectorRegistry()
     metrics = IngestMetrics(registry)
 
-    async def start(app: FastAPI, _: TaskGroup) -> Running:
+    async def start(app: FastAPI, tasks: TaskGroup) -> Running:
         client = new_redis(settings)
         ingest = IngestService(settings, client, metrics, clock)
         app.state.ingest = ingest
@@ -37,6 +37,9 @@ def create_app(
             await ingest.get_producer()
         except BrokerUnavailable:
             log.warning("broker unreachable at start; retried on the first request")
+        # a broker that lost its topics (the local one keeps them in memory) gets them
+        # back as floorwatch makes them, within this long of its return
+        tasks.start("topics", ingest.topics.watch(settings.ingest_topics_check_s))
 
         async def stop() -> None:
             await ingest.close()

@@ -47,6 +47,7 @@ from services.ingest.batch import (
 from services.ingest.connect import SECRET_HEADER, connect_items, secret_matches
 from services.ingest.produce import send_batched
 from services.ingest.settings import IngestSettings
+from services.ingest.topics import TopicGuard
 from services.ingest.twilio import signature, taskrouter_items
 from shared.errors import NotFound, TooLarge, TooMany, Unauthorized, Unavailable
 from shared.events import AgentEvent, CallEvent, event_key, is_agent_event
@@ -249,9 +250,11 @@ class IngestService:
     rates: RateLimits = field(init=False)
     known_queues: set[str] = field(default_factory=set)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    topics: TopicGuard = field(init=False)
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.topics = TopicGuard(s, s.ingest_produce_timeout_s)
         self.keys = Keys(s.topic_prefix)
         self.credentials = Credentials(s.tokens())
         self.in_flight = InFlight(s.ingest_max_in_flight, s.ingest_admit_wait_s)
@@ -404,7 +407,12 @@ class IngestService:
         timeout_s = self.settings.ingest_produce_timeout_s
         try:
             producer = await self.get_producer()
+            await self.topics.ensure(producer)  # never into a topic the broker lost
+            made = self.topics.made
             await send_batched(producer, records, timeout_s)
+            await self.topics.ensure(producer)  # a connection made anew while sending
+            if self.topics.made != made:
+                raise BrokerUnavailable("the broker lost its topics while they were sent")
         except BrokerUnavailable as exc:
             await self.drop_producer()
             log.warning("broker unavailable", extra={"source": source, "events": len(records)})

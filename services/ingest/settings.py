@@ -19,6 +19,9 @@ class IngestSettings(CommonSettings):
     ingest_max_events: int = Field(1000, ge=1)
     ingest_produce_timeout_s: float = Field(5.0, gt=0, description="bound on Kafka's ack")
     ingest_retry_after_s: int = Field(2, ge=1)
+    ingest_topics_check_s: float = Field(
+        1.0, gt=0, description="how often ingest looks for topics the broker has lost"
+    )
     ingest_dedup_ttl_s: int = Field(
         2 * 3600, ge=1, description="how long an event_id is remembered (>= longest window)"
     )
