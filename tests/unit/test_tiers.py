@@ -434,8 +434,8 @@ def test_a_tiny_queue_pages_at_the_contracts_1e_4_and_not_at_the_default() -> No
     assert 1e-7 < tail(10, 1) <= 1e-4 and tail(80, 10) < 1e-7
     default = QueueSettings(surge_windows_s=[30])
     contract = QueueSettings(surge_windows_s=[30], surge_p_value=1e-4)
-    tiny = {30: (10, 120)}
+    tiny: dict[int, tuple[int, int | None]] = {30: (10, 120)}
     assert step(QueueAlertState(), stats(0, tiny, contract), None).state.tier == 3
     assert step(QueueAlertState(), stats(0, tiny, default), None).state.tier == 0
-    step8x = {30: (80, 1200)}
+    step8x: dict[int, tuple[int, int | None]] = {30: (80, 1200)}
     assert step(QueueAlertState(), stats(0, step8x, default), None).state.tier == 3
