@@ -240,7 +240,11 @@ class BreakdownTable:
             ):
                 parts, out = built[4], built[5]
                 if point[0].waiting or point[0].pending:  # the waits grew with `now`
-                    out = {name: breakdown(now, w, spot, a) for name, w, spot, a in parts}
+                    out = {
+                        name: breakdown(now, w, spot, a) if spot.waiting or spot.pending
+                        else out[name]
+                        for name, w, spot, a in parts
+                    }  # fmt: skip
                 last.built[q, dim] = (self.tick, point, at_site, self.primary[q], parts, out)
                 return out
         parts = self._parts(q, dim, at_site)
