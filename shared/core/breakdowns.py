@@ -11,13 +11,15 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from shared.core.columns import (
-    I64,
-    Totals,
-    TotalsRows,
-    unpack,
+from shared.core.columns import F64, I64, Totals, unpack
+from shared.core.figures import (
+    EMPTY_WINDOW,
+    INT_SUMS,
+    AgentCounts,
+    Breakdown,
+    WindowMetrics,
+    window_of,
 )
-from shared.core.figures import EMPTY_WINDOW, AgentCounts, Breakdown, WindowMetrics, window_metrics
 
 Attrs = int  # a call's priority, channel and site index (contract 1), `pack`ed
 
@@ -155,13 +157,17 @@ class Dim:
         self.starts = starts  # queue q's rows are active[starts[q]:starts[q + 1]]
         # per queue: whether its sums differ from the last tick's (None: not known)
         self.changed = changed
-        self._rows: TotalsRows | None = None
+        self._table: tuple[I64, F64] | None = None
 
-    def rows(self) -> TotalsRows:
-        """The sums as lists, converted once (a tick that reads one queue reads them all)."""
-        if self._rows is None:
-            self._rows = self.sums.rows()
-        return self._rows
+    def rows(self, lo: int, hi: int) -> tuple[list[list[int]], list[list[float]]]:
+        """Rows lo to hi of the sums as lists, in `window_of`'s order (only the rows read
+        are converted: a tick reads the breakdowns of the queues that changed)."""
+        if self._table is None:
+            s = self.sums
+            ints = np.column_stack([getattr(s, name) for name in INT_SUMS])
+            self._table = (ints, np.column_stack((s.wait_sum, s.handle_sum)))
+        ints, floats = self._table
+        return ints[lo:hi].tolist(), floats[lo:hi].tolist()
 
 
 # what a breakdown of one queue was built from at one tick, and what it built: the tick,
@@ -269,12 +275,13 @@ class BreakdownTable:
             agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
             return [(name, self.primary[q], total, agents)]
         out: list[tuple[str, WindowMetrics, Spot, AgentCounts | None]] = []
-        rows = d.rows()
-        for j, k in enumerate(found, start=lo):
+        ints, floats = d.rows(lo, hi)
+        miss = self.miss[q]
+        for k, row, f in zip(found, ints, floats, strict=True):
             spot = by_key.get(k, NO_SPOT)
             name = names[k]
             agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-            out.append((name, window_metrics(rows, j, spot.over, self.miss[q]), spot, agents))
+            out.append((name, window_of(row, f, spot.over, miss), spot, agents))
         seen = {name for name, *_ in out}
         for k, spot in by_key.items():  # waiting or owed, no event in the window
             name = names[k]

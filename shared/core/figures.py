@@ -4,7 +4,7 @@ breakdowns, a queue's stats and centre totals, and the agent record they count. 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
@@ -106,27 +106,39 @@ def _window(
 
 
 def window_metrics(t: TotalsRows, i: int, over: int, miss: bool) -> WindowMetrics:
-    """`_window` of row `i`, inlined: it runs for every queue, window and key each tick."""
-    arrivals, answered, abandoned, callbacks, overflowed, ended, connected, other = t.counts[i]
-    short = t.short_abandoned[i]
+    """`_window` of row `i` (see `window_of`)."""
+    sums = [*t.counts[i], t.within_target[i], t.short_abandoned[i], t.answered_known[i]]
+    sums.append(t.callbacks_on_time[i])
+    return window_of(sums, (t.wait_sum[i], t.handle_sum[i]), over, miss)
+
+
+# the integer sums `window_of` reads, in its order (then the float ones: wait, handle)
+INT_SUMS = ("counts", "within_target", "short_abandoned", "answered_known", "callbacks_on_time")
+
+
+def window_of(ints: Sequence[int], floats: Sequence[float], over: int, miss: bool) -> WindowMetrics:
+    """`_window` of one row's sums, inlined: it runs for every queue, window and key whose
+    sums changed. `ints`: the counts of each kind, then answered within target, short
+    abandons, answered with known wait and callbacks on time; `floats`: the sums of known
+    waits and of handle times."""
+    arrivals, answered, abandoned, callbacks, overflowed, ended, connected, other = ints[:8]
+    within, short, known, on_time = ints[8:12]
+    wait_sum, handle_sum = floats[0], floats[1]
     abandoned -= short
     flowouts = callbacks + overflowed
     # contract 4: offered counts flow-outs as misses under sl_flowouts "miss"
     offered = answered + abandoned + flowouts if miss else answered + abandoned
-    within = t.within_target[i]
-    known = t.answered_known[i]
     closed = connected + other
-    on_time = t.callbacks_on_time[i]
     live = offered + over
     return WindowMetrics(
         arrivals, answered, within, short, abandoned, callbacks, overflowed, offered,
         within / offered if offered else None,
         within / live if live else None,
         abandoned / offered if offered else None,
-        t.wait_sum[i] / known if known else None,
-        t.handle_sum[i] / ended if ended else None,
+        wait_sum / known if known else None,
+        handle_sum / ended if ended else None,
         flowouts, connected, on_time / closed if closed else None,
-        known, t.wait_sum[i], ended, t.handle_sum[i], closed, on_time, over,
+        known, wait_sum, ended, handle_sum, closed, on_time, over,
     )  # fmt: skip
 
 
@@ -346,8 +358,8 @@ class LastTick:
     ) -> npt.NDArray[np.bool_]:
         """Which rows of `t` (with `extra`, a count per row) differ from the last ones kept
         under `key`; these are kept in their place."""
-        ints = [t.counts, t.within_target, t.short_abandoned, t.answered_known]
-        ints += [t.callbacks_on_time] if extra is None else [t.callbacks_on_time, extra]
+        ints = [getattr(t, name) for name in INT_SUMS]  # `window_of`'s order
+        ints += [] if extra is None else [extra]
         floats = np.column_stack((t.wait_sum, t.handle_sum, t.exposure_sum))
         changed = np.zeros(len(floats), np.bool_)
         changed[self.changed_rows(("ints", key), np.column_stack(ints))] = True
@@ -364,7 +376,8 @@ class LastTick:
         figs = self.figs.setdefault(w, [EMPTY_WINDOW] * len(changed))
         at = np.flatnonzero(changed)
         if at.size:
-            rows = t.take(at).rows()
-            for j, (i, over) in enumerate(zip(at.tolist(), self.over[at].tolist(), strict=True)):
-                figs[i] = window_metrics(rows, j, over, miss[i])
+            ints = self.sums["ints", w][at].tolist()  # `window_of`'s, then `over`
+            floats = self.sums["floats", w][at].tolist()
+            for i, row, f in zip(at.tolist(), ints, floats, strict=True):
+                figs[i] = window_of(row, f, row[12], miss[i])
         return changed
