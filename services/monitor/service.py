@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import orjson
@@ -92,6 +92,7 @@ def stalled(
 
 
 UNKNOWN_END = 2**62  # a partition's end while the assignment listener is still asking
+LEAVING_S = 10.0  # a revoked partition is reported on at most this long (the session timeout)
 
 
 class _Rewind(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no types
@@ -101,7 +102,11 @@ class _Rewind(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ship
         self.shell = shell
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self.shell.owned.difference_update(revoked)  # before any await: stop reporting them
+        # reported on until the group answers (`on_partitions_assigned`): under Kafka's
+        # eager rebalancing every member hears its share at once, and a new owner reports
+        # a partition only once it has read it, so a partition kept is never dark and one
+        # lost is never reported twice; a member cut off from the group stops after LEAVING_S
+        self.shell.leave(revoked)
         consumer = self.shell.consumer
         if consumer is not None and revoked:
             try:  # bounded: a broker that lost the topic would have it retried forever
@@ -113,8 +118,8 @@ class _Rewind(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ship
         # before any await: the consumer lists these partitions already, but a queue is
         # reported only once its partition is read up to where it stood now (else its
         # numbers would lack what another instance counted)
-        self.shell.catching_up.update(dict.fromkeys(assigned, UNKNOWN_END))
-        self.shell.owned.update(assigned)
+        new = self.shell.assign(assigned)
+        self.shell.catching_up.update(dict.fromkeys(new, UNKNOWN_END))
         consumer = self.shell.consumer
         self.shell.reload_states = True  # queues may have changed hands: take their tiers over
         if consumer is None or not assigned:
@@ -127,8 +132,9 @@ class _Rewind(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ship
                 await consumer.seek_to_end(tp)
             else:  # the local broker answers 0: old events are then skipped by the engine
                 consumer.seek(tp, found.offset)
-        ends = await consumer.end_offsets(assigned)
-        self.shell.catching_up.update({tp: ends.get(tp, 0) for tp in assigned})
+        if new:
+            ends = await consumer.end_offsets(new)
+            self.shell.catching_up.update({tp: ends.get(tp, 0) for tp in new})
 
 
 @dataclass
@@ -195,6 +201,9 @@ class MonitorShell:
     tasks: TaskGroup = field(default_factory=TaskGroup)
     unstored: Unstored = field(default_factory=lambda: Unstored())
     owned: set[TopicPartition] = field(default_factory=set)  # as the listener last said
+    # revoked, reported on until the group answers: partition -> since (monotonic)
+    leaving: dict[TopicPartition, float] = field(default_factory=dict)
+    partitions: dict[str, list[int]] = field(default_factory=dict)  # last listed, by topic
     catching_up: dict[TopicPartition, int] = field(default_factory=dict)  # partition -> end
     agents_behind: dict[TopicPartition, int] = field(default_factory=dict)  # the same, agents
     instance: str = field(default_factory=lambda: uuid.uuid4().hex)
@@ -279,8 +288,7 @@ class MonitorShell:
         the engine's dedup makes reading again harmless."""
         consumer = self.consumer
         await self.tasks.cancel("consume-events")
-        self.owned.clear()
-        self.catching_up.clear()
+        self.leave(list(self.owned))  # the new member will most likely be given them again
         if consumer is not None:
             try:
                 await asyncio.wait_for(consumer.stop(), 10.0)
@@ -355,17 +363,44 @@ class MonitorShell:
             if done > counted:
                 self.metrics.events.labels("skipped").inc(done - counted)
 
+    def leave(self, revoked: Iterable[TopicPartition]) -> None:
+        """Revoked partitions stay reported on for at most LEAVING_S, or until assigned."""
+        at = time.monotonic()
+        for tp in revoked:
+            self.leaving.setdefault(tp, at)
+
+    def assign(self, assigned: Iterable[TopicPartition]) -> list[TopicPartition]:
+        """The group's answer: what this member holds now; the partitions it did not hold
+        just before (they are reported once read up to their end)."""
+        assigned = set(assigned)
+        now = time.monotonic()
+        held = {tp for tp in self.owned if now - self.leaving.get(tp, now) <= LEAVING_S}
+        self.owned = assigned
+        self.leaving.clear()
+        for tp in list(self.catching_up):
+            if tp not in assigned:
+                del self.catching_up[tp]
+        return sorted(assigned - held, key=lambda tp: (tp.topic, tp.partition))
+
     def owner(self) -> Callable[[str], bool]:
         """Whether a queue's events land on a partition assigned to this instance."""
         topic = self.settings.topic("events")
         consumer = self.consumer
         if consumer is None:
             return lambda _q: False
-        every = sorted(consumer.partitions_for_topic(topic) or [])
+        # the broker may list no partition for a moment (a restarted one, before its
+        # topics are made again): the last list stands
+        listed = sorted(consumer.partitions_for_topic(topic) or [])
+        every = self.partitions[topic] = listed or self.partitions.get(topic, [])
         if self.agents_behind:
             return lambda _q: False
+        now = time.monotonic()
         mine = {
-            tp.partition for tp in self.owned if tp.topic == topic and tp not in self.catching_up
+            tp.partition
+            for tp in self.owned
+            if tp.topic == topic
+            and tp not in self.catching_up
+            and now - self.leaving.get(tp, now) <= LEAVING_S
         }
         if not every or not mine:
             return lambda _q: False
