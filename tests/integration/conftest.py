@@ -11,7 +11,11 @@ import uvicorn
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
+from services.api.app import create_app as create_api
+from services.api.settings import ApiSettings
+from services.monitor.settings import MonitorSettings
 from shared.events import encode_event, event_key, is_agent_event, parse_event
+from shared.kafka import ensure_topics
 from shared.localstack import LocalStack, free_port
 
 
@@ -47,3 +51,32 @@ async def produce_events(stack: LocalStack, prefix: str, raws: list[dict[str, An
             await producer.send_and_wait(topic, encode_event(e), key=event_key(e).encode())
     finally:
         await producer.stop()
+
+
+def monitor_settings(stack: LocalStack, prefix: str) -> MonitorSettings:
+    """A monitor of its own topics and group, ticking every 0.2 s."""
+    return MonitorSettings(
+        kafka_bootstrap=stack.bootstrap,
+        redis_url=stack.redis_url,
+        topic_prefix=prefix,
+        tick_s=0.2,
+        monitor_group_id=f"{prefix}monitor",
+    )
+
+
+@contextlib.asynccontextmanager
+async def monitor_and_api(
+    stack: LocalStack, prefix: str, api_tokens: str
+) -> AsyncIterator[tuple[MonitorSettings, str]]:
+    """The topics made, an API with these tokens served: the monitor's settings (each
+    test starts the monitor when its events are in) and the API's URL."""
+    settings = monitor_settings(stack, prefix)
+    await ensure_topics(settings)
+    api = ApiSettings(
+        kafka_bootstrap=stack.bootstrap,
+        redis_url=stack.redis_url,
+        topic_prefix=prefix,
+        api_tokens=api_tokens,
+    )
+    async with serve(create_api(api)) as url:
+        yield settings, url

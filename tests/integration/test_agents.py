@@ -30,15 +30,12 @@ import orjson
 import pytest
 import redis.asyncio as aioredis
 
-from services.api.app import create_app as create_api
-from services.api.settings import ApiSettings
 from services.monitor.app import create_app as create_monitor
 from services.monitor.settings import MonitorSettings
-from shared.kafka import ensure_topics
 from shared.localstack import LocalStack
 from shared.queue_settings import QueueSettings
 from shared.timefmt import iso_ms, parse_ts
-from tests.integration.conftest import produce_events, serve
+from tests.integration.conftest import monitor_and_api, produce_events, serve
 
 VIEWER = {"Authorization": "Bearer v-secret"}
 SALES = {"Authorization": "Bearer s-secret"}
@@ -91,23 +88,12 @@ def row(t: float, as_of: str, agent: str, at: float, state: str, reason: str | N
 
 @pytest.fixture
 async def env(stack: LocalStack, prefix: str) -> AsyncIterator[tuple[MonitorSettings, str]]:
-    settings = MonitorSettings(
-        kafka_bootstrap=stack.bootstrap,
-        redis_url=stack.redis_url,
-        topic_prefix=prefix,
-        tick_s=0.2,
-        monitor_group_id=f"{prefix}monitor",
+    tokens = (
+        "v:viewer:v-secret,s:viewer:s-secret:queue=sales,n:viewer:n-secret:site=north,"
+        "a:admin:a-secret"
     )
-    await ensure_topics(settings)
-    api = ApiSettings(
-        kafka_bootstrap=stack.bootstrap,
-        redis_url=stack.redis_url,
-        topic_prefix=prefix,
-        api_tokens="v:viewer:v-secret,s:viewer:s-secret:queue=sales,n:viewer:n-secret:site=north,"
-        "a:admin:a-secret",
-    )
-    async with serve(create_api(api)) as url:
-        yield settings, url
+    async with monitor_and_api(stack, prefix, tokens) as both:
+        yield both
 
 
 async def redis_get(stack: LocalStack, key: str, field: str) -> bytes:

@@ -13,9 +13,9 @@ from aiokafka import AIOKafkaProducer
 from services.monitor.app import create_app
 from shared.kafka import ensure_topics
 from shared.localstack import LocalStack
-from tests.integration.conftest import serve
+from tests.integration.conftest import monitor_settings, serve
 from tests.integration.test_ingest import read_topic
-from tests.integration.test_monitor import redis_client, settings_for, stamp, wait_for
+from tests.integration.test_monitor import redis_client, stamp, wait_for
 
 __all__ = ["redis_client"]  # the fixture, used by name
 
@@ -35,7 +35,7 @@ def queued(event_id: str, call_id: str) -> bytes:
 async def test_poison_in_the_middle_of_a_batch(
     stack: LocalStack, prefix: str, redis_client: aioredis.Redis
 ) -> None:
-    settings = settings_for(stack, prefix)
+    settings = monitor_settings(stack, prefix)
     await ensure_topics(settings)
     values = [
         queued("g1", "c1"),  # offset 0

@@ -17,12 +17,12 @@ from shared.core.monitor import centre_snapshot
 from shared.events import parse_event
 from shared.kafka import ensure_topics
 from shared.localstack import LocalStack
-from tests.integration.conftest import produce_events, serve
-from tests.integration.test_monitor import settings_for, trace
+from tests.integration.conftest import monitor_settings, produce_events, serve
+from tests.integration.test_monitor import trace
 
 
 async def test_centre_totals_equal_a_recount(stack: LocalStack, prefix: str) -> None:
-    settings = settings_for(stack, prefix)
+    settings = monitor_settings(stack, prefix)
     await ensure_topics(settings)
     raws = trace(60)
     await produce_events(stack, prefix, raws)

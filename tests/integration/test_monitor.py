@@ -15,23 +15,12 @@ from aiokafka import AIOKafkaProducer
 
 from services.monitor.app import create_app
 from services.monitor.replay import replay
-from services.monitor.settings import MonitorSettings
 from shared.kafka import ensure_topics
 from shared.localstack import LocalStack
 from shared.timefmt import parse_ts
+from tests.integration.conftest import monitor_settings, serve
 from tests.integration.conftest import produce_events as produce
-from tests.integration.conftest import serve
 from tests.integration.test_ingest import read_topic
-
-
-def settings_for(stack: LocalStack, prefix: str) -> MonitorSettings:
-    return MonitorSettings(
-        kafka_bootstrap=stack.bootstrap,
-        redis_url=stack.redis_url,
-        topic_prefix=prefix,
-        tick_s=0.2,
-        monitor_group_id=f"{prefix}monitor",
-    )
 
 
 def stamp(offset_s: float) -> str:
@@ -136,7 +125,7 @@ def counted(n: int) -> Callable[[dict[str, dict[str, object]]], bool]:
 async def test_snapshots_match_replay_and_survive_a_restart(
     stack: LocalStack, prefix: str, redis_client: aioredis.Redis
 ) -> None:
-    settings = settings_for(stack, prefix)
+    settings = monitor_settings(stack, prefix)
     await ensure_topics(settings)
     first, second = trace(30), trace(20, start=30)
     await produce(stack, prefix, first)
@@ -161,7 +150,7 @@ async def test_snapshots_match_replay_and_survive_a_restart(
 async def test_garbage_goes_to_the_dlq_and_the_next_event_counts(
     stack: LocalStack, prefix: str, redis_client: aioredis.Redis
 ) -> None:
-    settings = settings_for(stack, prefix)
+    settings = monitor_settings(stack, prefix)
     await ensure_topics(settings)
     producer = AIOKafkaProducer(bootstrap_servers=stack.bootstrap, acks="all")
     await producer.start()
@@ -205,7 +194,7 @@ async def test_garbage_goes_to_the_dlq_and_the_next_event_counts(
 async def test_tiers_rise_on_a_forecast_and_clear(
     stack: LocalStack, prefix: str, redis_client: aioredis.Redis
 ) -> None:
-    settings = settings_for(stack, prefix)
+    settings = monitor_settings(stack, prefix)
     await ensure_topics(settings)
     # 10 arrivals expected per 60 s window; tiers clear after 1 s below their exit line
     forecast = {"queue_id": "s", "start": stamp(-3600), "interval_s": 60, "arrivals": [10] * 180}
@@ -265,7 +254,7 @@ async def test_tiers_rise_on_a_forecast_and_clear(
 async def test_two_monitors_split_the_queues_and_agree_with_replay(
     stack: LocalStack, prefix: str, redis_client: aioredis.Redis
 ) -> None:
-    settings = settings_for(stack, prefix)
+    settings = monitor_settings(stack, prefix)
     await ensure_topics(settings)
     events = trace(30)
     await produce(stack, prefix, events)
@@ -299,7 +288,7 @@ async def test_snapshots_carry_the_dispatchers_staffing_while_it_leads(
 ) -> None:
     """`staffing` is what the leading dispatcher last stored for the queue; null for a
     queue it has not sized, and for every queue once its entry is gone."""
-    settings = settings_for(stack, prefix)
+    settings = monitor_settings(stack, prefix)
     await ensure_topics(settings)
     await produce(stack, prefix, trace(12))
     sized = {"needed": 7, "have": 4.5, "lent": 0, "borrowed": 2}
@@ -317,7 +306,7 @@ async def test_a_monitor_holds_at_most_its_cap_and_says_how_many_it_forgot(
 ) -> None:
     """1,100 calls against a cap of 1,000: past the cap the oldest go (down to nine
     tenths of it), counted on `/metrics`; what is held plus what was forgotten is all."""
-    settings = settings_for(stack, prefix).model_copy(update={"monitor_max_events": 1000})
+    settings = monitor_settings(stack, prefix).model_copy(update={"monitor_max_events": 1000})
     await ensure_topics(settings)
     calls = [
         {"event_id": f"k{i}", "type": "call.queued", "ts": stamp(-240 + i * 0.2),

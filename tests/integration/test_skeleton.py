@@ -12,10 +12,9 @@ from aiokafka import AIOKafkaProducer
 from services.api.app import create_app as create_api
 from services.api.settings import ApiSettings
 from services.monitor.app import create_app as create_monitor
-from services.monitor.settings import MonitorSettings
 from shared.kafka import ensure_topics
 from shared.localstack import LocalStack
-from tests.integration.conftest import serve
+from tests.integration.conftest import monitor_settings, serve
 from tests.integration.test_ingest import read_topic
 
 
@@ -31,14 +30,7 @@ async def eventually(check: object, timeout_s: float = 15.0) -> None:
 async def test_a_killed_background_task_turns_readyz_503_naming_it(
     stack: LocalStack, prefix: str
 ) -> None:
-    settings = MonitorSettings(
-        kafka_bootstrap=stack.bootstrap,
-        redis_url=stack.redis_url,
-        topic_prefix=prefix,
-        tick_s=0.2,
-        monitor_group_id=f"{prefix}monitor",
-    )
-    app = create_monitor(settings)
+    app = create_monitor(monitor_settings(stack, prefix))
     async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
         deadline = time.monotonic() + 15
         while (await client.get("/readyz")).status_code != 200:
