@@ -124,6 +124,7 @@ class Engine:
         self.agents: dict[str, Agent] = {}
         self.horizon = -math.inf  # the latest `now` computed at; older events are cut off
         self.first_ts = math.inf  # the earliest event time observed
+        self.last_ts = math.nan  # the time of the event `add` last counted (read it once)
         # per queue: the earliest call event time seen ("seen the baseline hour" is per queue)
         self._first_seen: list[float] = []
         self._last_prune = -math.inf
@@ -186,6 +187,7 @@ class Engine:
             self.skipped_old += 1
             return False
         seen[key] = ts
+        self.last_ts = ts
         if ts < self.first_ts:
             self.first_ts = ts
         # one dict lookup by class rather than a chain of isinstance checks

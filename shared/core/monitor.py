@@ -214,7 +214,7 @@ class Monitor:
             and self.intervals is not None
             and not isinstance(event, (AgentStateChanged, AgentSkillsChanged))
         ):
-            self.intervals.note(event.queue_id, event.ts.timestamp())
+            self.intervals.note(event.queue_id, self.engine.last_ts)
         return counted
 
     def centre(self, stats: dict[str, QueueStats]) -> Centre:
