@@ -172,6 +172,8 @@ class _Queue:
     last_sites: dict[str, int] = field(default_factory=dict)
     # the day's closed intervals summed, and the agents they require, while unchanged
     day_sum: tuple[tuple[float, float], Part, int | None] | None = None
+    # intervals taken over from the store: closed again only if the log now differs
+    stored: dict[float, Part] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -216,9 +218,18 @@ class Intervals:
                 gap = (closed_through, first)
             q.closed_through = max(closed_through, first)
         for record in today:
+            # the stored staffed time is kept if the interval is closed again
+            slot = q.staffed.setdefault(record.start, _Staffed())
             if record.site is None:
-                q.day[record.start] = part_of(record)
+                part = q.day[record.start] = q.stored[record.start] = part_of(record)
                 q.day_sum = None
+                slot.staffed_s, slot.covered_s = part.staffed_s, part.covered_s
+                # events counted before the queue was taken over never marked their
+                # intervals: one that reached the log after the old monitor closed it is
+                # found when the log's sums are compared with the stored ones
+                self.dirty.add((queue_id, record.start))
+            else:
+                slot.sites[record.site] = record.sums.staffed_s
         return gap
 
     def note(self, queue_id: str, ts: float) -> None:
@@ -243,7 +254,8 @@ class Intervals:
         """Observe staffing, close what ended by `now`, and every queue's today."""
         engine.log.flush()
         rows = _RowCache(engine)
-        closed: list[Interval] = []
+        # late events first, so that today counts an interval closed again at once
+        closed: list[Interval] = self._late(now, engine, stats, rows, forecasts)
         today: dict[str, dict[str, object]] = {}
         for queue_id in sorted(stats):
             st = stats[queue_id]
@@ -264,7 +276,6 @@ class Intervals:
                 closed.extend(self._close(q, st, n * self.interval_s, rows, forecast))
             q.closed_through = max(q.closed_through, (ends.stop - 1) * self.interval_s)
             today[queue_id] = self._today(q, st, now, rows, forecast)
-        closed.extend(self._late(now, engine, stats, rows, forecasts))
         # a queue another monitor took over is taken over again from what it stored
         self.queues = {k: v for k, v in self.queues.items() if k in stats}
         keep = now - engine.retention_s() - self.interval_s  # what late events may reopen
@@ -309,9 +320,16 @@ class Intervals:
         q.last_sites = {site: c.staffed for site, c in sites.items() if c.staffed}
 
     def _close(
-        self, q: _Queue, st: QueueStats, end: float, rows: _RowCache, forecast: Forecast | None
+        self,
+        q: _Queue,
+        st: QueueStats,
+        end: float,
+        rows: _RowCache,
+        forecast: Forecast | None,
+        stored: Part | None = None,
     ) -> list[Interval]:
-        """The queue's interval ending at `end`, and one per site with anything in it."""
+        """The queue's interval ending at `end`, and one per site with anything in it;
+        nothing when it is the `stored` one unchanged."""
         start = end - self.interval_s
         per_queue = rows.queue_rows(start, end)
         per_site, groups = rows.site_rows(start, end)
@@ -328,6 +346,8 @@ class Intervals:
         )
         if whole.empty:
             return []  # nothing happened and nobody was staffed: nothing to keep
+        if stored is not None and _same(whole, stored):
+            return []
         if start >= q.day_start:
             q.day[start] = whole
             q.day_sum = None
@@ -386,7 +406,8 @@ class Intervals:
             if start < oldest or start + self.interval_s > q.closed_through:
                 continue
             end = start + self.interval_s
-            out.extend(self._close(q, st, end, rows, forecasts.get(queue_id)))
+            stored = q.stored.pop(start, None)
+            out.extend(self._close(q, st, end, rows, forecasts.get(queue_id), stored))
         self.dirty = {(q, s) for q, s in self.dirty if q not in stats}
         return out
 
@@ -428,6 +449,14 @@ class Intervals:
             )
         total = replace(total, forecast=forecast_for(forecast, midnight, now))
         return {**total.figures(required), "start": iso_ms(midnight), "timezone": tz}
+
+
+def _same(a: Part, b: Part) -> bool:
+    """The same interval figures and sums (a stored interval the log still agrees with)."""
+    wa, wb = a.window, b.window
+    return (wa.arrivals, wa.offered, wa.answered_within_target, a.sums()) == (
+        wb.arrivals, wb.offered, wb.answered_within_target, b.sums()
+    )  # fmt: skip
 
 
 def _with_patience(part: Part, whole: Part) -> Part:

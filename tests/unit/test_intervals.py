@@ -307,6 +307,31 @@ def test_a_restart_goes_on_from_the_stored_intervals() -> None:
     assert today == {**before["today"], "agents_staffed_avg": pytest.approx(1500 / 900)}
 
 
+def test_a_late_event_read_back_by_a_new_monitor_closes_its_stored_interval_again() -> None:
+    """The old monitor closed A at 10:15 and stored it; a call queued at 10:12 reached the
+    log after that (the sender was late, or the old monitor died first). A new monitor
+    reads it back before it takes the queue over: A is closed again with it (8 arrivals,
+    6 from north), keeping the staffed time the old one stored, and today counts it."""
+    _, closed, before = run(trace(), TICKS[:5], forecasts={"billing": FORECAST})
+    stored = [Interval.model_validate_json(r.model_dump_json()) for r in closed if r.start == B0]
+    late = call("queued", "12:00", "c9", site="north")
+    restarted = Monitor(forecasts={"billing": FORECAST})
+    core = restarted.intervals = Intervals(complete_from=B0 + 1200 - 4800, require_seed=True)
+    for event in [*trace(), late]:
+        if event.ts.timestamp() <= B0 + 1200:
+            restarted.add(event)
+    assert core.seed("billing", B0 + 900, stored) is None
+    out = restarted.tick(B0 + 1200)
+    again = {r.site: r for r in out.intervals}
+    assert sorted(again, key=str) == [None, "north", "south"]
+    assert (again[None].start, again[None].arrivals, again["north"].arrivals) == (B0, 8, 6)
+    assert again[None].agents_staffed_avg == pytest.approx(5 / 3)
+    assert again["north"].agents_staffed_avg == pytest.approx(1.0)
+    today = out.snapshots[0]["today"]
+    assert isinstance(today, dict) and isinstance(before["today"], dict)
+    assert today["arrivals"] == before["today"]["arrivals"] + 1
+
+
 def test_a_monitor_away_longer_than_its_rewind_names_the_missing_span() -> None:
     core = Intervals(complete_from=B0 + 10 * 3600 + 1)
     assert core.seed("billing", B0 + 900, []) == (B0 + 900, B0 + 10 * 3600 + 900)
