@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gc
-
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Gauge
 
@@ -27,9 +25,6 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
     )
 
     async def start(app: FastAPI, tasks: TaskGroup) -> Running:
-        thresholds = gc.get_threshold()
-        if settings.monitor_gc_young:
-            gc.set_threshold(settings.monitor_gc_young, *thresholds[1:])
         client = new_redis(settings)
         shell = MonitorShell(settings, client, metrics, tasks=tasks)
         app.state.shell = shell
@@ -46,7 +41,6 @@ def create_app(settings: MonitorSettings | None = None) -> FastAPI:
         async def stop() -> None:
             await shell.stop()
             await client.aclose()
-            gc.set_threshold(*thresholds)
 
         async def ready() -> dict[str, bool]:
             return {**await stack_ready(settings, client), "ticking": shell.last_tick is not None}

@@ -24,8 +24,3 @@ class MonitorSettings(CommonSettings):
         "topic for records to come (the local broker holds it the whole time when none "
         "have come, and an event that lands meanwhile waits for it)",
     )  # fmt: skip
-    monitor_gc_young: int = Field(
-        10_000, ge=0, description="allocations between young garbage collections (Python's "
-        "default is 700: each poll's decoded events would then outlive the young generation "
-        "and bring on the full collections that walk all the engine holds); 0: the default",
-    )  # fmt: skip
