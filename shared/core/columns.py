@@ -35,7 +35,8 @@ def unpack(attrs: int) -> tuple[int, int, int]:
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 _COLUMNS = ("ts", "queue", "kind", "wait", "handle", "seq", "attrs")
-Row = tuple[float, int, int, float, float, int, int]
+ROW = len(_COLUMNS)
+_WAIT, _SEQ, _ATTRS = (_COLUMNS.index(c) for c in ("wait", "seq", "attrs"))
 
 
 @dataclass(frozen=True)
@@ -129,12 +130,14 @@ class EventLog:
         self.attrs = np.empty(capacity, np.int32)
         self.start = 0
         self.end = 0
-        self._pending: list[Row] = []
+        # buffered rows, flat: row i is [i * ROW : (i + 1) * ROW] (one tuple a row would be
+        # an object the cyclic collector walks until `flush`)
+        self._pending: list[float | int] = []
         self._next_seq = 0
         self.version = 0  # counts merges: ts, queue and kind change only in `flush`
 
     def __len__(self) -> int:
-        return self.end - self.start + len(self._pending)
+        return self.end - self.start + len(self._pending) // ROW
 
     def append(
         self,
@@ -147,19 +150,21 @@ class EventLog:
     ) -> int:
         """Buffer one event; returns its sequence number (for a later `resolve`)."""
         seq = self._next_seq
-        self._next_seq += 1
-        self._pending.append((ts, queue, kind, wait, handle, seq, attrs))
+        self._next_seq = seq + 1
+        self._pending += (ts, queue, kind, wait, handle, seq, attrs)
         return seq
 
     def resolve(self, ts: float, seq: int, wait: float | None, attrs: int | None) -> None:
         """Fill in an event's wait and its call's priority, channel and site (each unless
         None) once the call's `call.queued` (or callback request) has arrived."""
-        if self._pending and seq >= self._pending[0][5]:
-            i = seq - self._pending[0][5]  # buffered rows carry consecutive sequence numbers
-            row = self._pending[i]
-            w = row[3] if wait is None else wait
-            a = row[6] if attrs is None else attrs
-            self._pending[i] = (row[0], row[1], row[2], w, row[4], seq, a)
+        pending = self._pending
+        if pending and seq >= pending[_SEQ]:
+            # buffered rows carry consecutive sequence numbers
+            i = (seq - int(pending[_SEQ])) * ROW
+            if wait is not None:
+                pending[i + _WAIT] = wait
+            if attrs is not None:
+                pending[i + _ATTRS] = attrs
             return
         lo = int(np.searchsorted(self.ts[self.start : self.end], ts, "left")) + self.start
         while lo < self.end and self.ts[lo] == ts:
@@ -178,10 +183,10 @@ class EventLog:
         rows = self._pending
         self._pending = []
         self.version += 1
-        n = len(rows)
+        n = len(rows) // ROW
         self._reserve(n)
         # one conversion of every row at once; the integers are exact as float64 (< 2**53)
-        table = np.array(rows, np.float64).reshape(n, len(_COLUMNS))
+        table = np.array(rows, np.float64).reshape(n, ROW)
         lo, hi = self.end, self.end + n
         for j, name in enumerate(_COLUMNS):
             getattr(self, name)[lo:hi] = table[:, j]
