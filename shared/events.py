@@ -16,6 +16,8 @@ from pydantic import (
     ValidationError,
 )
 
+from shared.timefmt import epoch
+
 EventId = Annotated[
     str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")
 ]
@@ -50,7 +52,7 @@ class _Event(BaseModel):
     @property
     def epoch(self) -> float:
         """The event time as seconds since the Unix epoch."""
-        return self.ts.timestamp()
+        return epoch(self.ts)
 
 
 class CallQueued(_Event):

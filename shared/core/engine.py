@@ -73,14 +73,15 @@ from shared.events import (
     CallQueued,
 )
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
+from shared.timefmt import epoch
 
 log = logging.getLogger(__name__)
 BASELINE_S = 3600.0  # contract 5: the baseline is the hour before the surge window
-_TERMINAL = {
-    "call.answered": ANSWERED,
-    "call.abandoned": ABANDONED,
-    "call.callback_requested": CALLBACK,
-    "call.overflowed": OVERFLOWED,
+_TERMINAL: dict[type, int] = {
+    CallAnswered: ANSWERED,
+    CallAbandoned: ABANDONED,
+    CallbackRequested: CALLBACK,
+    CallOverflowed: OVERFLOWED,
 }
 _CHANNEL_BITS = {name: i << CHANNEL_SHIFT for i, name in enumerate(CHANNELS)}
 _PRIORITY_KEYS = tuple(str(p) for p in range(PRIORITIES))
@@ -182,7 +183,7 @@ class Engine:
         seen = self._seen
         if key in seen:
             return False
-        ts = event.ts.timestamp()
+        ts = epoch(event.ts)
         if ts <= self.horizon - self._retention or ts <= self.floor:
             self.skipped_old += 1
             return False
@@ -243,7 +244,29 @@ class Engine:
             attrs |= self.site_index(site) << SITE_SHIFT
         self.log.append(ts, q, QUEUED, math.nan, math.nan, attrs)
         self._dirty.add(q)
-        self._queued(q, event.call_id, ts, attrs)
+        call_id = event.call_id
+        key = (q, call_id)
+        known = self._calls.get(key)
+        if known is None or ts < known[0]:
+            self._calls[key] = (ts, attrs)
+        if self._unresolved:
+            for event_ts, seq, unknown_wait in self._unresolved.pop(key, ()):
+                if unknown_wait:
+                    self.log.resolve(event_ts, seq, max(0.0, event_ts - ts), attrs)
+                elif attrs != _DEFAULT_ATTRS:  # the event was logged with the defaults
+                    self.log.resolve(event_ts, seq, None, attrs)
+        callbacks = self._callbacks[q]
+        if callbacks:  # a callback requested before its call.queued arrived
+            callback = callbacks.get(call_id)
+            if callback is not None and (known is None or ts < known[0]):
+                callback.attrs = attrs
+        early = self._closed_early[q]
+        closed = early.pop(call_id, math.inf) if early else math.inf
+        if closed <= self.horizon:
+            return
+        current = self._open[q].get(call_id)
+        if current is None or ts < current.queued_ts:
+            self._open[q][call_id] = OpenCall(ts, attrs, closed)
 
     def _add_terminal(
         self, event: CallAnswered | CallAbandoned | CallbackRequested | CallOverflowed, ts: float
@@ -257,14 +280,15 @@ class Engine:
         call_id = event.call_id
         key = (q, call_id)
         call = self._calls.get(key)
-        kind = _TERMINAL[event.type]
+        kind = _TERMINAL[event.__class__]
         wait = event.wait_s
         if call is None:
             attrs = _DEFAULT_ATTRS
         else:
             attrs = call[1]
-            if wait is None:
-                wait = max(0.0, ts - call[0])  # contract 1: ts minus the call's call.queued
+            if wait is None:  # contract 1: ts minus the call's call.queued, at least 0
+                since = ts - call[0]
+                wait = since if since > 0.0 else 0.0
         seq = self.log.append(ts, q, kind, math.nan if wait is None else wait, math.nan, attrs)
         if call is None:
             self._unresolved.setdefault(key, []).append((ts, seq, wait is None))
@@ -280,7 +304,11 @@ class Engine:
             self._callback_requested(q, call_id, ts)
 
     def _add_ended(self, event: CallEnded, ts: float) -> None:
-        q = self._call_queue(event.queue_id, ts)
+        q = self._qindex.get(event.queue_id)
+        if q is None:
+            q = self.queue_index(event.queue_id)
+        if ts < self._first_seen[q]:
+            self._first_seen[q] = ts
         key = (q, event.call_id)
         call = self._calls.get(key)
         handle = event.talk_s + event.hold_s + event.wrap_s
@@ -294,28 +322,6 @@ class Engine:
         q = self._call_queue(event.queue_id, ts)
         self._dirty.add(q)
         self._callback_completed(q, event, ts, self._calls.get((q, event.call_id)))
-
-    def _queued(self, q: int, call_id: str, ts: float, attrs: Attrs) -> None:
-        key = (q, call_id)
-        known = self._calls.get(key)
-        if known is None or ts < known[0]:
-            self._calls[key] = (ts, attrs)
-        for event_ts, seq, unknown_wait in self._unresolved.pop(key, ()):
-            if unknown_wait:
-                self.log.resolve(event_ts, seq, max(0.0, event_ts - ts), attrs)
-            elif attrs != _DEFAULT_ATTRS:  # the event was logged with the defaults
-                self.log.resolve(event_ts, seq, None, attrs)
-        callbacks = self._callbacks[q]
-        if callbacks:  # a callback requested before its call.queued arrived
-            callback = callbacks.get(call_id)
-            if callback is not None and (known is None or ts < known[0]):
-                callback.attrs = attrs
-        closed = self._closed_early[q].pop(call_id, math.inf)
-        if closed <= self.horizon:
-            return
-        current = self._open[q].get(call_id)
-        if current is None or ts < current.queued_ts:
-            self._open[q][call_id] = OpenCall(ts, attrs, closed)
 
     def _close(self, q: int, call_id: str, ts: float) -> None:
         entry = self._open[q].get(call_id)
