@@ -180,14 +180,14 @@ class Engine:
         """Count one event; False when it was seen before (by source and event_id)."""
         source = event.source
         key = (source, event.event_id) if source else event.event_id
-        seen = self._seen
-        if key in seen:
-            return False
         ts = epoch(event.ts)
+        seen = self._seen
+        if seen.setdefault(key, ts) is not ts:  # one probe of the dedup table, not two
+            return False
         if ts <= self.horizon - self._retention or ts <= self.floor:
+            del seen[key]  # too old to count: not remembered either
             self.skipped_old += 1
             return False
-        seen[key] = ts
         self.last_ts = ts
         if ts < self.first_ts:
             self.first_ts = ts
