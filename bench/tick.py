@@ -28,7 +28,7 @@ import orjson
 
 from bench.engine import NOW, SPAN_S, filled_engine, rss_mb, tick_ms
 from shared.core.monitor import Monitor
-from shared.core.tiers import QueueAlertState, step
+from shared.core.tiers import QueueAlertState, step_many
 from shared.events import CallAnswered, CallEnded, CallEvent, CallQueued
 from shared.runtime import tune_gc
 
@@ -89,12 +89,18 @@ def live_tick_ms(queues: int, what: str, gap_s: float = 2.0, ticks: int = 15) ->
     engine = monitor.engine
     states: dict[str, QueueAlertState] = {}
 
-    def tiers(now: float) -> None:
+    def tiers(now: float) -> None:  # as `Monitor.tick` does, without snapshots
         stats = engine.compute(now)
-        for queue_id in sorted(stats):
+        ids = sorted(stats)
+        for queue_id in ids:
             st = stats[queue_id]
             st.by_priority, st.by_channel, st.by_site  # noqa: B018  # the v2 breakdowns
-            states[queue_id] = step(states.get(queue_id, QueueAlertState()), st, None).state
+        ticks = step_many(
+            [states.get(q) or QueueAlertState() for q in ids],
+            [stats[q] for q in ids],
+            [None] * len(ids),
+        )
+        states.update(zip(ids, ticks.states, strict=True))
 
     runs: dict[str, Callable[[float], object]] = {
         "compute": engine.compute, "tiers": tiers, "monitor": monitor.tick

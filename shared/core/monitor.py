@@ -11,7 +11,7 @@ import orjson
 from shared.core.engine import Engine
 from shared.core.figures import AgentCounts, Breakdown, CentreStats, QueueStats, WindowMetrics
 from shared.core.intervals import Intervals
-from shared.core.tiers import QueueAlertState, SurgeView, step
+from shared.core.tiers import QueueAlertState, SurgeView, step_many
 from shared.events import AgentEvent, AgentSkillsChanged, AgentStateChanged, CallEvent
 from shared.forecast import Forecast
 from shared.messages.alerts import AlertChange
@@ -235,23 +235,21 @@ class Monitor:
             if self.intervals is not None
             else None
         )
+        ids = sorted(stats)
+        known, forecasts = self.states, self.forecasts
+        ticks = step_many(
+            [known.get(q) or QueueAlertState() for q in ids],
+            [stats[q] for q in ids],
+            [forecasts.get(q) for q in ids],
+        )
+        today = days.today if days is not None else {}
         snapshots: list[dict[str, object]] = []
-        changes: list[AlertChange] = []
-        updates: list[AlertChange] = []
-        for queue_id in sorted(stats):
-            result = step(
-                self.states.get(queue_id, QueueAlertState()),
-                stats[queue_id],
-                self.forecasts.get(queue_id),
-            )
-            self.states[queue_id] = result.state
-            changes.extend(result.changes)
-            updates.extend(result.updates)
-            today = days.today.get(queue_id) if days is not None else None
+        for queue_id, state, surge in zip(ids, ticks.states, ticks.surges, strict=True):
+            known[queue_id] = state
             snapshots.append(
-                snapshot_fields(stats[queue_id], result.surge, result.state, today, self._json)
+                snapshot_fields(stats[queue_id], surge, state, today.get(queue_id), self._json)
             )
         self._json.turn()
         self.engine.prune(now)
         closed = days.closed if days is not None else []
-        return TickOutput(now, snapshots, changes, stats, updates, closed)
+        return TickOutput(now, snapshots, ticks.changes, stats, ticks.updates, closed)

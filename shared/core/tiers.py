@@ -16,8 +16,9 @@ Decisions where the contract is silent:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 from scipy.special import gammainc  # type: ignore[import-untyped]  # scipy ships no stubs
@@ -25,6 +26,7 @@ from scipy.special import gammainc  # type: ignore[import-untyped]  # scipy ship
 from shared.core.figures import QueueStats
 from shared.forecast import Forecast
 from shared.messages.alerts import AlertChange, Numbers, Transition
+from shared.queue_settings import QueueSettings
 
 Basis = Literal["forecast", "declared", "baseline"]
 HOUR_S = 3600.0
@@ -98,9 +100,9 @@ class QueueAlertState:
         return QueueAlertState(**kept, frozen_per_hour=per_hour)  # type: ignore[arg-type]  # as_json output
 
 
-@dataclass(frozen=True)
-class SurgeView:
-    """The surge a snapshot shows (contract 7 `surge`, without tier and since)."""
+class SurgeView(NamedTuple):
+    """The surge a snapshot shows (contract 7 `surge`, without tier and since): a tuple,
+    built for every queue at every tick."""
 
     ratio: float | None
     expected: float | None
@@ -247,9 +249,13 @@ def _numbers(stats: QueueStats, shown: Evidence | None) -> Numbers:
 
 def step(state: QueueAlertState, stats: QueueStats, forecast: Forecast | None) -> TickResult:
     """Advance one queue's alert state by one tick."""
+    return _advance(state, stats, evidence(stats, forecast, state))
+
+
+def _advance(state: QueueAlertState, stats: QueueStats, rows: list[Evidence]) -> TickResult:
+    """`step` with the queue's evidence at this tick given."""
     s = stats.settings
     now = stats.now
-    rows = evidence(stats, forecast, state)
     indicated = max((r.tier for r in rows), default=0)
     shown = _shown(rows, s.surge_window_s)
     surge = (
@@ -287,7 +293,8 @@ def step(state: QueueAlertState, stats: QueueStats, forecast: Forecast | None) -
         ratio = primary.ratio if primary else None
         if indicated < state.tier and (ratio is None or ratio < exit_line):
             below = state.below_since if state.below_since is not None else now
-            state = replace(state, below_since=below)
+            if state.below_since is None:
+                state = replace(state, below_since=below)
             if now - below >= s.clear_after_s:
                 new_tier = state.tier - 1
                 extra = {"threshold": exit_line, "below_since_s": now - below}
@@ -303,7 +310,7 @@ def step(state: QueueAlertState, stats: QueueStats, forecast: Forecast | None) -
                     surge_id=state.surge_id if new_tier else None,
                     frozen_per_hour=state.frozen_per_hour if new_tier else {},
                 )
-        else:
+        elif state.below_since is not None:
             state = replace(state, below_since=None)
 
     updates: list[AlertChange] = []
@@ -352,5 +359,225 @@ def _step_breach(
                 state, breach=False, breach_since=None, breach_ok_since=None, breach_id=None
             )
             return cleared, [change(breach_id, "cleared")], []
-        return replace(state, breach_ok_since=ok_since), [], [change(breach_id, "updated")]
-    return replace(state, breach_ok_since=None), [], [change(breach_id, "updated")]
+        if state.breach_ok_since is None:
+            state = replace(state, breach_ok_since=ok_since)
+        return state, [], [change(breach_id, "updated")]
+    if state.breach_ok_since is not None:
+        state = replace(state, breach_ok_since=None)
+    return state, [], [change(breach_id, "updated")]
+
+
+# ---- every queue at once -----------------------------------------------------------------
+
+_BASES: tuple[Basis | None, ...] = (None, "forecast", "declared", "baseline")
+_FORECAST, _DECLARED, _BASELINE = 1, 2, 3
+
+
+@dataclass
+class _Group:
+    """The evidence of the queues that share one settings object, as arrays: row `j` is
+    queue `members[j]`, column `c` the window `windows[c]`."""
+
+    windows: list[int]
+    members: list[int]
+    arrivals: np.ndarray  # N (int64)
+    expected: np.ndarray  # E (float64), meaningful where `valid`
+    basis: np.ndarray  # index into _BASES (int8)
+    ratio: np.ndarray
+    p: np.ndarray
+    tier: np.ndarray  # the tier each window indicates
+    valid: np.ndarray  # a window with a known, non-zero E (ratio and p are shown)
+    present: np.ndarray | None  # the windows counted (None: all of them)
+
+    def rows(self, j: int) -> list[Evidence]:
+        """Row `j` as `evidence` gives it."""
+        present = self.present[j].tolist() if self.present is not None else None
+        out: list[Evidence] = []
+        for c, (w, n, e, b, r, p, t, ok) in enumerate(
+            zip(
+                self.windows, self.arrivals[j].tolist(), self.expected[j].tolist(),
+                self.basis[j].tolist(), self.ratio[j].tolist(), self.p[j].tolist(),
+                self.tier[j].tolist(), self.valid[j].tolist(), strict=True,
+            )
+        ):  # fmt: skip
+            if present is not None and not present[c]:
+                continue
+            if ok:
+                out.append(Evidence(w, n, e, _BASES[b], r, p, t))
+            else:
+                out.append(Evidence(w, n, None, None, None, None, 0))
+        return out
+
+
+def _group(
+    s: QueueSettings,
+    members: list[int],
+    states: Sequence[QueueAlertState],
+    stats: Sequence[QueueStats],
+    forecasts: Sequence[Forecast | None],
+) -> _Group:
+    """`evidence` of every member, one array operation per step (one `gammainc` call)."""
+    windows = list(dict.fromkeys([*s.surge_windows_s, s.surge_window_s]))
+    primary_s = s.surge_window_s
+    m, k = len(members), len(windows)
+    arrivals: list[int] = []
+    before: list[int] = []  # the hour before, -1 while not observed
+    missing: list[int] = []  # flat positions of windows not counted
+    for i in members:
+        st = stats[i]
+        get = st.surge_counts.get
+        for w in windows:
+            counts = get(w)
+            if counts is None:
+                if w == primary_s:
+                    counts = st.surge_arrivals, st.baseline_arrivals
+                else:
+                    missing.append(len(arrivals))
+                    counts = 0, None
+            arrivals.append(counts[0])
+            before.append(-1 if counts[1] is None else counts[1])
+    n = np.array(arrivals, np.int64).reshape(m, k)
+    hour = np.array(before, np.int64).reshape(m, k)
+    # contract 5: expected(W), by the first basis that has it (see `expected_for`)
+    declared = s.expected_per_hour
+    if declared is not None:
+        e = np.array([declared * w / HOUR_S for w in windows] * m, np.float64).reshape(m, k)
+        basis = np.full((m, k), _DECLARED, np.int8)
+    else:
+        e = hour * np.array(windows, np.int64) / HOUR_S
+        basis = np.where(hour >= 0, _BASELINE, 0).astype(np.int8)
+        for j, i in enumerate(members):
+            state = states[i]
+            if state.tier >= 1:  # the baseline frozen at tier 1 entry
+                for c, w in enumerate(windows):
+                    rate = _frozen_rate(state.frozen_per_hour, w)
+                    if rate is None:
+                        basis[j, c] = 0
+                    else:
+                        e[j, c] = rate * w / HOUR_S
+                        basis[j, c] = _BASELINE
+    for j, i in enumerate(members):
+        forecast = forecasts[i]
+        if forecast is not None:
+            now = stats[i].now
+            start = forecast.start_s
+            for c, w in enumerate(windows):
+                planned = _from_forecast(forecast, start, now - w, now)
+                if planned is not None:
+                    e[j, c] = planned
+                    basis[j, c] = _FORECAST
+    present: np.ndarray | None = None
+    valid = (basis != 0) & (e != 0)
+    if missing:
+        present = np.ones(m * k, bool)
+        present[missing] = False
+        present = present.reshape(m, k)
+        valid &= present
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(valid, n / np.where(valid, e, 1.0), np.nan)
+    p = np.ones((m, k))
+    tail = valid & (n >= 1)
+    p[tail] = gammainc(n[tail].astype(np.float64), e[tail])
+    tier = np.zeros((m, k), np.int64)
+    for t in s.tier_thresholds:
+        tier += ratio >= t
+    tier[~(valid & (n >= s.min_arrivals) & (p <= s.surge_p_value))] = 0
+    return _Group(windows, members, n, e, basis, ratio, p, tier, valid, present)
+
+
+class Ticks:
+    """What `step_many` gives: each queue's state and surge, every change and update in
+    the queues' order, and each queue's evidence when asked for."""
+
+    __slots__ = ("states", "surges", "changes", "updates", "_of", "_where", "_results")
+
+    def __init__(self, nq: int) -> None:
+        self.states: list[QueueAlertState] = []
+        self.surges: list[SurgeView] = []
+        self.changes: list[AlertChange] = []
+        self.updates: list[AlertChange] = []
+        self._of: list[_Group] = []
+        self._where: list[int] = [0] * nq  # each queue's row in its group
+        self._results: dict[int, TickResult] = {}  # the queues that went the long way
+
+    def evidence(self, i: int) -> list[Evidence]:
+        """Queue `i`'s evidence, as `step` gives it."""
+        return self._of[i].rows(self._where[i])
+
+    def result(self, i: int) -> TickResult:
+        """Queue `i`'s `TickResult`, equal to `step`'s."""
+        found = self._results.get(i)
+        if found is not None:
+            return found
+        return TickResult(self.states[i], self.surges[i], [], [], self.evidence(i))
+
+
+def step_many(
+    states: Sequence[QueueAlertState],
+    stats: Sequence[QueueStats],
+    forecasts: Sequence[Forecast | None],
+) -> Ticks:
+    """`step` for many queues at once, with the same results: the evidence of all of them
+    with array operations, the calm ones (tier 0, no breach, nothing indicated, no breach
+    to raise) with nothing built but their surge, the others one by one."""
+    nq = len(stats)
+    out = Ticks(nq)
+    by_settings: dict[int, tuple[QueueSettings, list[int]]] = {}
+    for i, st in enumerate(stats):
+        found = by_settings.get(id(st.settings))
+        if found is None:
+            found = by_settings[id(st.settings)] = (st.settings, [])
+        found[1].append(i)
+    # each queue's indicated tier and the primary surge window's row, in queue order
+    top = np.zeros(nq, np.int64)
+    n = np.zeros(nq, np.int64)
+    e = np.zeros(nq)
+    basis = np.zeros(nq, np.int8)
+    ratio = np.zeros(nq)
+    p = np.zeros(nq)
+    valid = np.zeros(nq, bool)
+    primary_s = np.zeros(nq, np.int64)
+    of: list[_Group | None] = [None] * nq
+    where = out._where
+    for s, members in by_settings.values():
+        g = _group(s, members, states, stats, forecasts)
+        at = np.array(members)
+        c = g.windows.index(s.surge_window_s)
+        top[at] = g.tier.max(axis=1)
+        n[at], e[at], basis[at] = g.arrivals[:, c], g.expected[:, c], g.basis[:, c]
+        ratio[at], p[at], valid[at] = g.ratio[:, c], g.p[:, c], g.valid[:, c]
+        primary_s[at] = s.surge_window_s
+        for j, i in enumerate(members):
+            of[i] = g
+            where[i] = j
+    out._of = of  # type: ignore[assignment]  # every entry set above
+    new_states, surges, changes, updates = out.states, out.surges, out.changes, out.updates
+    for i, (state, st, indicated, n_i, e_i, b_i, r_i, p_i, ok, w) in enumerate(
+        zip(
+            states, stats, top.tolist(), n.tolist(), e.tolist(), basis.tolist(),
+            ratio.tolist(), p.tolist(), valid.tolist(), primary_s.tolist(), strict=True,
+        )
+    ):  # fmt: skip
+        if not indicated and not state.tier and not state.breach:
+            s = st.settings
+            primary = st.windows[s.windows_s[0]]  # contract 4: the primary window
+            rate = primary.answer_rate_live
+            if (
+                rate is None
+                or not rate < s.sl_alert_below
+                or primary.offered + st.waiting_over_target < 10
+            ):  # calm: the same state, no change, the primary surge window shown
+                new_states.append(state)
+                surges.append(
+                    SurgeView(r_i, e_i, n_i, w, p_i, _BASES[b_i])
+                    if ok
+                    else SurgeView(None, None, n_i, w)
+                )
+                continue
+        result = _advance(state, st, out.evidence(i))
+        out._results[i] = result
+        new_states.append(result.state)
+        surges.append(result.surge)
+        changes.extend(result.changes)
+        updates.extend(result.updates)
+    return out
