@@ -170,17 +170,36 @@ class Dim:
         return ints[lo:hi].tolist(), floats[lo:hi].tolist()
 
 
-# what a breakdown of one queue was built from at one tick, and what it built: the tick,
-# the queue's point-in-time figures, its agents by site, its primary window's figures,
-# each key's (name, window, spot, agents) and the breakdown
-_Built = tuple[
-    int,
-    PointInTime,
-    dict[str, AgentCounts] | None,
-    WindowMetrics,
-    list[tuple[str, WindowMetrics, Spot, AgentCounts | None]],
-    dict[str, Breakdown],
-]
+# one key of a breakdown as a tick built it: its name, window figures, point-in-time
+# figures and agents by site, and the row of sums its window figures came from (None: not
+# from a row)
+_Part = tuple[str, WindowMetrics, Spot, AgentCounts | None, list[int] | None, list[float] | None]
+
+
+class _Kept:
+    """One queue's breakdowns as a tick built them, and what they were built from: the
+    tick, the queue's point-in-time figures, agents by site, primary window's figures and
+    sl_flowouts; each breakdown's parts by key index, and the breakdowns."""
+
+    __slots__ = ("at_site", "miss", "out", "parts", "point", "primary", "tick")
+
+    def __init__(
+        self,
+        tick: int,
+        point: PointInTime,
+        at_site: dict[str, AgentCounts],
+        primary: WindowMetrics,
+        miss: bool,
+        parts: list[dict[int, _Part]],
+        out: list[dict[str, Breakdown]],
+    ) -> None:
+        self.tick = tick
+        self.point = point
+        self.at_site = at_site
+        self.primary = primary
+        self.miss = miss
+        self.parts = parts
+        self.out = out
 
 
 class LastBreakdowns:
@@ -188,7 +207,7 @@ class LastBreakdowns:
 
     def __init__(self) -> None:
         self.tick = 0  # the newest table's: only it reads and writes here
-        self.built: dict[tuple[int, int], _Built] = {}
+        self.built: dict[int, _Kept] = {}
 
 
 class BreakdownTable:
@@ -197,7 +216,9 @@ class BreakdownTable:
     The tick takes the sums for all queues at once (numpy); the figures of one queue are
     built the first time they are read, then kept: the numbers never change. With `last`,
     a breakdown whose sums, waiting calls, agents and primary figures are those of the
-    last tick keeps its figures (only the waits, which grow with `now`, are taken again).
+    last tick keeps its figures (only the waits, which grow with `now`, are taken again),
+    and a key whose row of sums and calls over target are those it was last built from
+    keeps its window figures.
     """
 
     def __init__(
@@ -228,66 +249,102 @@ class BreakdownTable:
         the window and nothing waiting or owed is left out."""
         built = self._built.get(q)
         if built is None:
-            built = self._built[q] = tuple(self._build(q, dim) for dim in range(3))
+            built = self._built[q] = self._build(q)
         return built
 
-    def _build(self, q: int, dim: int) -> dict[str, Breakdown]:
-        now, d, point = self.now, self.dims_of[q][dim], self.spots[q]
-        at_site = self.site_agents.get(self.queue_ids[q], _NONE) if dim == 2 else None
+    def _build(self, q: int) -> tuple[dict[str, Breakdown], ...]:
+        now, point, primary, miss = self.now, self.spots[q], self.primary[q], self.miss[q]
+        at_site = self.site_agents.get(self.queue_ids[q], _NONE)
         last = self.last if self.last is not None and self.last.tick == self.tick else None
-        if last is not None and d.changed is not None and not d.changed[q]:
-            built = last.built.get((q, dim))
+        kept = None if last is None else last.built.get(q)
+        if kept is not None and kept.miss != miss:
+            kept = None
+        # the same point-in-time and primary figures as the last tick: a breakdown whose
+        # sums did not change keeps its parts
+        same = (
+            kept is not None
+            and kept.tick == self.tick - 1
+            and kept.point is point
+            and kept.primary is primary
+        )
+        grows = point[0].waiting or point[0].pending  # the waits grow with `now`
+        parts_of: list[dict[int, _Part]] = []
+        outs: list[dict[str, Breakdown]] = []
+        for dim, d in enumerate(self.dims_of[q]):
             if (
-                built is not None
-                and built[0] == self.tick - 1
-                and built[1] is point
-                and built[2] is at_site
-                and built[3] is self.primary[q]
+                same
+                and kept is not None
+                and d.changed is not None
+                and not d.changed[q]
+                and (dim != 2 or kept.at_site is at_site)
             ):
-                parts, out = built[4], built[5]
-                if point[0].waiting or point[0].pending:  # the waits grew with `now`
+                parts, out = kept.parts[dim], kept.out[dim]
+                if grows:
                     out = {
-                        name: breakdown(now, w, spot, a) if spot.waiting or spot.pending
-                        else out[name]
-                        for name, w, spot, a in parts
+                        p[0]: breakdown(now, p[1], p[2], p[3]) if p[2].waiting or p[2].pending
+                        else out[p[0]]
+                        for p in parts.values()
                     }  # fmt: skip
-                last.built[q, dim] = (self.tick, point, at_site, self.primary[q], parts, out)
-                return out
-        parts = self._parts(q, dim, at_site)
-        out = {name: breakdown(now, w, spot, a) for name, w, spot, a in parts}
+            else:
+                parts = self._parts(
+                    q,
+                    dim,
+                    d,
+                    at_site if dim == 2 else None,
+                    None if kept is None else kept.parts[dim],
+                )
+                out = {p[0]: breakdown(now, p[1], p[2], p[3]) for p in parts.values()}
+            parts_of.append(parts)
+            outs.append(out)
         if last is not None:
-            last.built[q, dim] = (self.tick, point, at_site, self.primary[q], parts, out)
-        return out
+            last.built[q] = _Kept(self.tick, point, at_site, primary, miss, parts_of, outs)
+        return tuple(outs)
 
     def _parts(
-        self, q: int, dim: int, at_site: dict[str, AgentCounts] | None
-    ) -> list[tuple[str, WindowMetrics, Spot, AgentCounts | None]]:
-        """Each key's name, window figures, point-in-time figures and agents by site."""
+        self,
+        q: int,
+        dim: int,
+        d: Dim,
+        at_site: dict[str, AgentCounts] | None,
+        before: dict[int, _Part] | None,
+    ) -> dict[int, _Part]:
+        """Each key's name, window figures, point-in-time figures and agents by site (a
+        key's window figures from `before` when built from the same sums)."""
         names = self.names[dim]
-        d = self.dims_of[q][dim]
         total, keys, _expired = self.spots[q]
         by_key = keys[dim]
         lo, hi = d.starts[q], d.starts[q + 1]
         found = [r - q * d.groups for r in d.active[lo:hi].tolist()]
         if len(found) == 1 and (not by_key or (len(by_key) == 1 and found[0] in by_key)):
             # one key holds every event, waiting call and callback: the queue's own figures
-            name = names[found[0]]
+            k = found[0]
+            name = names[k]
             agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-            return [(name, self.primary[q], total, agents)]
-        out: list[tuple[str, WindowMetrics, Spot, AgentCounts | None]] = []
+            return {k: (name, self.primary[q], total, agents, None, None)}
+        out: dict[int, _Part] = {}
         ints, floats = d.rows(lo, hi)
         miss = self.miss[q]
         for k, row, f in zip(found, ints, floats, strict=True):
             spot = by_key.get(k, NO_SPOT)
             name = names[k]
             agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-            out.append((name, window_of(row, f, spot.over, miss), spot, agents))
-        seen = {name for name, *_ in out}
+            p = None if before is None else before.get(k)
+            if p is not None and p[4] == row and p[5] == f and p[1].over_target == spot.over:
+                window = p[1]
+            else:
+                window = window_of(row, f, spot.over, miss)
+            out[k] = (name, window, spot, agents, row, f)
         for k, spot in by_key.items():  # waiting or owed, no event in the window
-            name = names[k]
-            if name not in seen:
-                window = replace(EMPTY_WINDOW, over_target=spot.over,
-                                 answer_rate_live=0.0 if spot.over else None)  # fmt: skip
+            if k not in out:
+                name = names[k]
+                window = _waiting_only(spot.over)
                 agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-                out.append((name, window, spot, agents))
+                out[k] = (name, window, spot, agents, None, None)
         return out
+
+
+def _waiting_only(over: int) -> WindowMetrics:
+    """The window figures of a key with calls waiting or owed and no event in the window."""
+    if not over:
+        return EMPTY_WINDOW
+    return replace(EMPTY_WINDOW, over_target=over, answer_rate_live=0.0)
