@@ -229,7 +229,7 @@ def _freeze(stats: QueueStats) -> dict[int, float]:
     return out
 
 
-def _numbers(stats: QueueStats, shown: Evidence | None) -> Numbers:
+def _numbers(stats: QueueStats, shown: Evidence | SurgeView | None) -> Numbers:
     s = stats.settings
     primary = stats.windows[s.primary_window_s]
     return {
@@ -489,7 +489,7 @@ class Ticks:
     """What `step_many` gives: each queue's state and surge, every change and update in
     the queues' order, and each queue's evidence when asked for."""
 
-    __slots__ = ("states", "surges", "changes", "updates", "_of", "_where", "_results")
+    __slots__ = ("states", "surges", "changes", "updates", "_of", "_where", "_alerts")
 
     def __init__(self, nq: int) -> None:
         self.states: list[QueueAlertState] = []
@@ -498,7 +498,8 @@ class Ticks:
         self.updates: list[AlertChange] = []
         self._of: list[_Group] = []
         self._where: list[int] = [0] * nq  # each queue's row in its group
-        self._results: dict[int, TickResult] = {}  # the queues that went the long way
+        # the changes and updates of each queue that has any
+        self._alerts: dict[int, tuple[list[AlertChange], list[AlertChange]]] = {}
 
     def evidence(self, i: int) -> list[Evidence]:
         """Queue `i`'s evidence, as `step` gives it."""
@@ -506,10 +507,8 @@ class Ticks:
 
     def result(self, i: int) -> TickResult:
         """Queue `i`'s `TickResult`, equal to `step`'s."""
-        found = self._results.get(i)
-        if found is not None:
-            return found
-        return TickResult(self.states[i], self.surges[i], [], [], self.evidence(i))
+        changes, updates = self._alerts.get(i, ([], []))
+        return TickResult(self.states[i], self.surges[i], changes, updates, self.evidence(i))
 
 
 def step_many(
@@ -518,8 +517,9 @@ def step_many(
     forecasts: Sequence[Forecast | None],
 ) -> Ticks:
     """`step` for many queues at once, with the same results: the evidence of all of them
-    with array operations, the calm ones (tier 0, no breach, nothing indicated, no breach
-    to raise) with nothing built but their surge, the others one by one."""
+    with array operations; at tier 0 with no tier indicated, the primary surge window
+    shown and only the breach alert stepped (nothing at all when no breach is active or
+    due); the others one by one through `step`'s own path."""
     nq = len(stats)
     out = Ticks(nq)
     by_settings: dict[int, tuple[QueueSettings, list[int]]] = {}
@@ -558,24 +558,32 @@ def step_many(
             ratio.tolist(), p.tolist(), valid.tolist(), primary_s.tolist(), strict=True,
         )
     ):  # fmt: skip
-        if not indicated and not state.tier and not state.breach:
-            s = st.settings
-            primary = st.windows[s.windows_s[0]]  # contract 4: the primary window
-            rate = primary.answer_rate_live
-            if (
-                rate is None
-                or not rate < s.sl_alert_below
-                or primary.offered + st.waiting_over_target < 10
-            ):  # calm: the same state, no change, the primary surge window shown
-                new_states.append(state)
-                surges.append(
-                    SurgeView(r_i, e_i, n_i, w, p_i, _BASES[b_i])
-                    if ok
-                    else SurgeView(None, None, n_i, w)
-                )
-                continue
+        if not indicated and not state.tier:  # the surge side neither moves nor updates
+            surge = (
+                SurgeView(r_i, e_i, n_i, w, p_i, _BASES[b_i])
+                if ok
+                else SurgeView(None, None, n_i, w)
+            )
+            surges.append(surge)
+            if not state.breach:
+                s = st.settings
+                primary = st.windows[s.windows_s[0]]  # contract 4: the primary window
+                rate = primary.answer_rate_live
+                if (
+                    rate is None
+                    or not rate < s.sl_alert_below
+                    or primary.offered + st.waiting_over_target < 10
+                ):  # calm: the same state, nothing to tell
+                    new_states.append(state)
+                    continue
+            state, raised, updated = _step_breach(state, st, _numbers(st, surge))
+            new_states.append(state)
+            changes.extend(raised)
+            updates.extend(updated)
+            out._alerts[i] = raised, updated
+            continue
         result = _advance(state, st, out.evidence(i))
-        out._results[i] = result
+        out._alerts[i] = result.changes, result.updates
         new_states.append(result.state)
         surges.append(result.surge)
         changes.extend(result.changes)
