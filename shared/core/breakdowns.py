@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -158,6 +159,13 @@ class Dim:
         # per queue: whether its sums differ from the last tick's (None: not known)
         self.changed = changed
         self._table: tuple[I64, F64] | None = None
+        self._same: list[bool] | None = None
+
+    def same(self) -> list[bool] | None:
+        """Per queue: whether its sums are the last tick's (None: not known)."""
+        if self._same is None and self.changed is not None:
+            self._same = np.logical_not(self.changed).tolist()
+        return self._same
 
     def rows(self, lo: int, hi: int) -> tuple[list[list[int]], list[list[float]]]:
         """Rows lo to hi of the sums as lists, in `window_of`'s order (only the rows read
@@ -174,14 +182,23 @@ class Dim:
 # figures and agents by site, and the row of sums its window figures came from (None: not
 # from a row)
 _Part = tuple[str, WindowMetrics, Spot, AgentCounts | None, list[int] | None, list[float] | None]
+Breakdowns = tuple[dict[str, Breakdown], ...]  # by_priority, by_channel, by_site
+_WindowJson = tuple[WindowMetrics, dict[str, int | float | None]]  # figures and their values
+# one breakdown's JSON-ready values: the parts and breakdown they are of, each key's values
+# and each key's window figures with theirs
+_Converted = tuple[
+    dict[int, _Part], dict[str, Breakdown], dict[str, object], dict[str, _WindowJson]
+]
 
 
 class _Kept:
     """One queue's breakdowns as a tick built them, and what they were built from: the
     tick, the queue's point-in-time figures, agents by site, primary window's figures and
-    sl_flowouts; each breakdown's parts by key index, and the breakdowns."""
+    sl_flowouts; per breakdown its parts by key index, those with calls waiting or owed
+    (their waits grow with `now`), the breakdowns, and per breakdown the last JSON-ready
+    values made of it."""
 
-    __slots__ = ("at_site", "miss", "out", "parts", "point", "primary", "tick")
+    __slots__ = ("at_site", "json", "live", "miss", "out", "parts", "point", "primary", "tick")
 
     def __init__(
         self,
@@ -191,7 +208,9 @@ class _Kept:
         primary: WindowMetrics,
         miss: bool,
         parts: list[dict[int, _Part]],
-        out: list[dict[str, Breakdown]],
+        live: list[list[_Part]],
+        out: Breakdowns,
+        json: list[_Converted | None],
     ) -> None:
         self.tick = tick
         self.point = point
@@ -199,7 +218,9 @@ class _Kept:
         self.primary = primary
         self.miss = miss
         self.parts = parts
+        self.live = live
         self.out = out
+        self.json = json
 
 
 class LastBreakdowns:
@@ -216,9 +237,11 @@ class BreakdownTable:
     The tick takes the sums for all queues at once (numpy); the figures of one queue are
     built the first time they are read, then kept: the numbers never change. With `last`,
     a breakdown whose sums, waiting calls, agents and primary figures are those of the
-    last tick keeps its figures (only the waits, which grow with `now`, are taken again),
-    and a key whose row of sums and calls over target are those it was last built from
-    keeps its window figures.
+    last tick keeps its figures (only the keys with calls waiting or owed are built again:
+    their waits grow with `now`); a key whose row of sums and calls over target are those
+    it was last built from keeps its window figures (and with nothing waiting or owed and
+    the same agents, its breakdown); and JSON-ready values are made only for the keys
+    whose breakdown changed.
     """
 
     def __init__(
@@ -242,9 +265,10 @@ class BreakdownTable:
         self.primary = primary
         self.miss = miss
         self.dims_of: list[list[Dim]] = [[]] * len(queue_ids)  # each entry replaced, never changed
-        self._built: dict[int, tuple[dict[str, Breakdown], ...]] = {}
+        self._built: dict[int, Breakdowns] = {}
+        self._json: dict[int, tuple[dict[str, object], ...]] = {}
 
-    def queue(self, q: int) -> tuple[dict[str, Breakdown], ...]:
+    def queue(self, q: int) -> Breakdowns:
         """by_priority, by_channel and by_site of queue index `q`; a key with no event in
         the window and nothing waiting or owed is left out."""
         built = self._built.get(q)
@@ -252,53 +276,74 @@ class BreakdownTable:
             built = self._built[q] = self._build(q)
         return built
 
-    def _build(self, q: int) -> tuple[dict[str, Breakdown], ...]:
+    def queue_json(self, q: int) -> tuple[dict[str, object], ...]:
+        """`queue(q)` as JSON-ready values, each key's as `Breakdown.as_json` gives it
+        (shared with other ticks: read them, never change them)."""
+        done = self._json.get(q)
+        if done is None:
+            done = self._json[q] = self._convert(q)
+        return done
+
+    def _current(self) -> LastBreakdowns | None:
+        """`last` while this is the newest table (only it reads and writes there)."""
+        last = self.last
+        return last if last is not None and last.tick == self.tick else None
+
+    def _build(self, q: int) -> Breakdowns:
         now, point, primary, miss = self.now, self.spots[q], self.primary[q], self.miss[q]
         at_site = self.site_agents.get(self.queue_ids[q], _NONE)
-        last = self.last if self.last is not None and self.last.tick == self.tick else None
-        kept = None if last is None else last.built.get(q)
-        if kept is not None and kept.miss != miss:
-            kept = None
-        # the same point-in-time and primary figures as the last tick: a breakdown whose
-        # sums did not change keeps its parts
-        same = (
+        dims = self.dims_of[q]
+        last = self._current()
+        old = None if last is None else last.built.get(q)
+        kept = old if old is not None and old.miss == miss else None
+        grows = point[0].waiting or point[0].pending  # the waits grow with `now`
+        keep = [False] * len(dims)
+        if (
             kept is not None
             and kept.tick == self.tick - 1
             and kept.point is point
             and kept.primary is primary
-        )
-        grows = point[0].waiting or point[0].pending  # the waits grow with `now`
-        parts_of: list[dict[int, _Part]] = []
-        outs: list[dict[str, Breakdown]] = []
-        for dim, d in enumerate(self.dims_of[q]):
-            if (
-                same
-                and kept is not None
-                and d.changed is not None
-                and not d.changed[q]
-                and (dim != 2 or kept.at_site is at_site)
-            ):
-                parts, out = kept.parts[dim], kept.out[dim]
+        ):  # the last tick's point-in-time and primary figures: unchanged sums keep parts
+            for dim, d in enumerate(dims):
+                same = d.same()
+                keep[dim] = same is not None and same[q] and (dim != 2 or kept.at_site is at_site)
+            if kept is not None and all(keep):
+                kept.tick = self.tick
                 if grows:
-                    out = {
-                        p[0]: breakdown(now, p[1], p[2], p[3]) if p[2].waiting or p[2].pending
-                        else out[p[0]]
-                        for p in parts.values()
-                    }  # fmt: skip
+                    kept.out = tuple(map(partial(_regrow, now), kept.out, kept.live))
+                return kept.out
+        parts_of: list[dict[int, _Part]] = []
+        live_of: list[list[_Part]] = []
+        outs: list[dict[str, Breakdown]] = []
+        for dim, d in enumerate(dims):
+            if kept is not None and keep[dim]:
+                parts, live, out = kept.parts[dim], kept.live[dim], kept.out[dim]
+                if grows:
+                    out = _regrow(now, out, live)
             else:
-                parts = self._parts(
-                    q,
-                    dim,
-                    d,
-                    at_site if dim == 2 else None,
-                    None if kept is None else kept.parts[dim],
-                )
-                out = {p[0]: breakdown(now, p[1], p[2], p[3]) for p in parts.values()}
+                before = None if kept is None else kept.parts[dim]
+                parts = self._parts(q, dim, d, at_site if dim == 2 else None, before)
+                live = [p for p in parts.values() if p[2].waiting or p[2].pending]
+                had = _NO_BREAKDOWNS if kept is None else kept.out[dim]
+                out = {}
+                for name, w, spot, agents, _row, _f in parts.values():
+                    b = had.get(name)
+                    if (
+                        spot.waiting or spot.pending or b is None or b.waiting
+                        or b.callbacks_pending or b.window is not w or b.agents is not agents
+                    ):  # fmt: skip
+                        b = breakdown(now, w, spot, agents)
+                    out[name] = b
             parts_of.append(parts)
+            live_of.append(live)
             outs.append(out)
+        built = tuple(outs)
         if last is not None:
-            last.built[q] = _Kept(self.tick, point, at_site, primary, miss, parts_of, outs)
-        return tuple(outs)
+            json: list[_Converted | None] = [None] * len(dims) if old is None else old.json
+            last.built[q] = _Kept(
+                self.tick, point, at_site, primary, miss, parts_of, live_of, built, json
+            )
+        return built
 
     def _parts(
         self,
@@ -337,10 +382,58 @@ class BreakdownTable:
         for k, spot in by_key.items():  # waiting or owed, no event in the window
             if k not in out:
                 name = names[k]
-                window = _waiting_only(spot.over)
                 agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-                out[k] = (name, window, spot, agents, None, None)
+                out[k] = (name, _waiting_only(spot.over), spot, agents, None, None)
         return out
+
+    def _convert(self, q: int) -> tuple[dict[str, object], ...]:
+        """`queue(q)` as JSON-ready values: a key whose breakdown (or window figures) the
+        last conversion of this breakdown had takes its values again."""
+        outs = self.queue(q)
+        last = self._current()
+        kept = None if last is None else last.built.get(q)
+        if kept is None or kept.out is not outs:  # not the newest table's: no reuse
+            return tuple({k: b.as_json() for k, b in out.items()} for out in outs)
+        jsons: list[dict[str, object]] = []
+        for dim, out in enumerate(outs):
+            parts, done = kept.parts[dim], kept.json[dim]
+            if done is not None and done[1] is out:
+                jsons.append(done[2])
+                continue
+            if done is not None and done[0] is parts:  # the same keys: only the waits grew
+                js, wins = dict(done[2]), done[3]
+                for p in kept.live[dim]:
+                    name = p[0]
+                    js[name] = out[name].as_json(wins[name][1])
+            else:
+                had, had_js, had_wins = (_NO_BREAKDOWNS, {}, {}) if done is None else done[1:]
+                js, wins = {}, {}
+                for name, b in out.items():
+                    if had.get(name) is b:
+                        js[name], wins[name] = had_js[name], had_wins[name]
+                        continue
+                    w = b.window
+                    win = had_wins.get(name)
+                    if win is None or win[0] is not w:
+                        win = (w, w.as_json())
+                    wins[name] = win
+                    js[name] = b.as_json(win[1])
+            kept.json[dim] = (parts, out, js, wins)
+            jsons.append(js)
+        return tuple(jsons)
+
+
+def _regrow(now: float, out: dict[str, Breakdown], live: list[_Part]) -> dict[str, Breakdown]:
+    """`out` with the keys of `live` built again at `now` (their waits grew)."""
+    if not live:
+        return out
+    out = dict(out)
+    for name, w, spot, agents, _row, _f in live:
+        out[name] = breakdown(now, w, spot, agents)
+    return out
+
+
+_NO_BREAKDOWNS: dict[str, Breakdown] = {}
 
 
 def _waiting_only(over: int) -> WindowMetrics:

@@ -199,6 +199,18 @@ class Breakdown:
     oldest_callback_s: float = 0.0
     agents: AgentCounts | None = None  # by site only: agents by their own site
 
+    def as_json(self, window: dict[str, int | float | None] | None = None) -> dict[str, object]:
+        """The contract's fields (`window`: those of `self.window`, when already known)."""
+        out: dict[str, object] = dict(self.window.as_json() if window is None else window)
+        out["waiting"] = self.waiting
+        out["waiting_over_target"] = self.waiting_over_target
+        out["longest_wait_s"] = self.longest_wait_s
+        out["callbacks_pending"] = self.callbacks_pending
+        out["oldest_callback_s"] = self.oldest_callback_s
+        if self.agents is not None:
+            out["agents"] = self.agents.as_json()
+        return out
+
     def __add__(self, o: Breakdown) -> Breakdown:
         return Breakdown(
             self.window + o.window,
@@ -245,6 +257,11 @@ class QueueStats:
     @property
     def by_site(self) -> dict[str, Breakdown]:
         return self.breakdowns.queue(self.index)[2] if self.breakdowns else {}
+
+    def breakdowns_json(self) -> tuple[dict[str, object], ...]:
+        """by_priority, by_channel and by_site as JSON-ready values, converted again only
+        where the figures changed since the last tick (read them, never change them)."""
+        return self.breakdowns.queue_json(self.index) if self.breakdowns else ({}, {}, {})
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ import random
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 
 from shared.core.breakdowns import NO_SPOT, BreakdownTable, breakdown
@@ -169,11 +170,17 @@ def test_kept_breakdowns_equal_those_built_afresh(seed: int) -> None:
             table = stats.breakdowns
             assert table is not None
             want = reference(table, stats.index)
-            for name, got, expected in zip(NAMES, table.queue(stats.index), want, strict=True):
+            values = stats.breakdowns_json()
+            for name, got, expected, json in zip(
+                NAMES, table.queue(stats.index), want, values, strict=True
+            ):
                 assert exact(got) == exact(expected), (tick, stats.queue_id, name)
                 assert got == getattr(stats, name)
-                assert snap[name] == {k: _breakdown(b) for k, b in expected.items()}
+                converted = {k: _breakdown(b) for k, b in expected.items()}
+                assert snap[name] == converted
+                assert orjson.dumps(json) == orjson.dumps(converted), (tick, stats.queue_id, name)
                 checked += len(got)
+            assert stats.breakdowns_json() is values  # converted once a tick
         if tick % 15 == 14:  # an engine that sees every event for the first time
             fresh = Engine(monitor.settings_for)
             for e in delivered:
@@ -190,3 +197,4 @@ def test_kept_breakdowns_equal_those_built_afresh(seed: int) -> None:
 def test_a_stats_without_a_table_has_empty_breakdowns() -> None:
     stats = QueueStats("q", NOW, {}, 0, 0, 0.0, AgentCounts(), 0, None, QueueSettings())
     assert (stats.by_priority, stats.by_channel, stats.by_site) == ({}, {}, {})
+    assert stats.breakdowns_json() == ({}, {}, {})
