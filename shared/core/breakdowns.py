@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from functools import partial
+from itertools import repeat
 
 import numpy as np
 import numpy.typing as npt
@@ -195,10 +195,12 @@ class _Kept:
     """One queue's breakdowns as a tick built them, and what they were built from: the
     tick, the queue's point-in-time figures, agents by site, primary window's figures and
     sl_flowouts; per breakdown its parts by key index, those with calls waiting or owed
-    (their waits grow with `now`), the breakdowns, and per breakdown the last JSON-ready
-    values made of it."""
+    (their waits grow with `now`), the breakdowns, per breakdown the last JSON-ready
+    values made of it, and those of all three when made of `out`."""
 
-    __slots__ = ("at_site", "json", "live", "miss", "out", "parts", "point", "primary", "tick")
+    __slots__ = (
+        "at_site", "json", "live", "miss", "out", "parts", "point", "primary", "tick", "values"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -221,6 +223,7 @@ class _Kept:
         self.live = live
         self.out = out
         self.json = json
+        self.values: tuple[Breakdowns, tuple[dict[str, object], ...]] | None = None
 
 
 class LastBreakdowns:
@@ -234,14 +237,14 @@ class LastBreakdowns:
 class BreakdownTable:
     """The primary window's breakdowns of every queue at one `now` (contract 4).
 
-    The tick takes the sums for all queues at once (numpy); the figures of one queue are
-    built the first time they are read, then kept: the numbers never change. With `last`,
-    a breakdown whose sums, waiting calls, agents and primary figures are those of the
-    last tick keeps its figures (only the keys with calls waiting or owed are built again:
-    their waits grow with `now`); a key whose row of sums and calls over target are those
-    it was last built from keeps its window figures (and with nothing waiting or owed and
-    the same agents, its breakdown); and JSON-ready values are made only for the keys
-    whose breakdown changed.
+    The tick takes the sums for all queues at once (numpy); the figures are built the
+    first time any is read, every queue's in one pass, then kept: the numbers never
+    change. With `last`, a breakdown whose sums, waiting calls, agents and primary
+    figures are those of the last tick keeps its figures (only the keys with calls
+    waiting or owed are built again: their waits grow with `now`); a key whose row of
+    sums and calls over target are those it was last built from keeps its window figures
+    (and with nothing waiting or owed and the same agents, its breakdown); and
+    JSON-ready values are made only for the keys whose breakdown changed.
     """
 
     def __init__(
@@ -265,36 +268,80 @@ class BreakdownTable:
         self.primary = primary
         self.miss = miss
         self.dims_of: list[list[Dim]] = [[]] * len(queue_ids)  # each entry replaced, never changed
-        self._built: dict[int, Breakdowns] = {}
-        self._json: dict[int, tuple[dict[str, object], ...]] = {}
+        self._built: list[Breakdowns] | None = None
+        self._json: list[tuple[dict[str, object], ...]] | None = None
 
     def queue(self, q: int) -> Breakdowns:
         """by_priority, by_channel and by_site of queue index `q`; a key with no event in
         the window and nothing waiting or owed is left out."""
-        built = self._built.get(q)
-        if built is None:
-            built = self._built[q] = self._build(q)
-        return built
+        if self._built is None:
+            self._built = self._build_all()
+        return self._built[q]
 
     def queue_json(self, q: int) -> tuple[dict[str, object], ...]:
         """`queue(q)` as JSON-ready values, each key's as `Breakdown.as_json` gives it
         (shared with other ticks: read them, never change them)."""
-        done = self._json.get(q)
-        if done is None:
-            done = self._json[q] = self._convert(q)
-        return done
+        if self._json is None:
+            self._json = self._convert_all()
+        return self._json[q]
 
     def _current(self) -> LastBreakdowns | None:
         """`last` while this is the newest table (only it reads and writes there)."""
         last = self.last
         return last if last is not None and last.tick == self.tick else None
 
-    def _build(self, q: int) -> Breakdowns:
+    def _unchanged(self) -> list[bool]:
+        """Per queue: whether the sums of its three breakdowns are the last tick's."""
+        nq = len(self.queue_ids)
+        out = np.zeros(nq, np.bool_)
+        groups = {id(dims): dims for dims in self.dims_of}  # one per primary window
+        for dims in groups.values():
+            if len(dims) != 3 or any(d.changed is None for d in dims):
+                continue
+            same = ~(dims[0].changed | dims[1].changed | dims[2].changed)  # type: ignore[operator]
+            if len(groups) == 1:
+                out = same
+            else:
+                members = [q for q, of in enumerate(self.dims_of) if of is dims]
+                out[members] = same[members]
+        same_sums: list[bool] = out.tolist()
+        return same_sums
+
+    def _build_all(self) -> list[Breakdowns]:
+        """Every queue's breakdowns: those of the last tick where nothing they are built
+        from changed (their waits taken again), the others built (`_build`)."""
+        now, spots, primary, miss = self.now, self.spots, self.primary, self.miss
+        at_sites = list(map(self.site_agents.get, self.queue_ids, repeat(_NONE)))
+        last = self._current()
+        if last is None:
+            return [self._build(q, None, at_sites[q]) for q in range(len(spots))]
+        built, before = last.built, self.tick - 1
+        out: list[Breakdowns] = []
+        for q, same in enumerate(self._unchanged()):
+            kept = built.get(q)
+            if (
+                same
+                and kept is not None
+                and kept.tick == before
+                and kept.point is spots[q]
+                and kept.primary is primary[q]
+                and kept.at_site is at_sites[q]
+                and kept.miss == miss[q]
+            ):
+                kept.tick = self.tick
+                if spots[q][0].waiting or spots[q][0].pending:  # the waits grew with `now`
+                    kept.out = tuple(map(_regrow, repeat(now), kept.out, kept.live))
+                out.append(kept.out)
+            else:
+                out.append(self._build(q, kept, at_sites[q]))
+        return out
+
+    def _build(self, q: int, old: _Kept | None, at_site: dict[str, AgentCounts]) -> Breakdowns:
+        """Queue `q`'s breakdowns, from the parts `old` kept where their sums and the
+        point-in-time figures are the same."""
         now, point, primary, miss = self.now, self.spots[q], self.primary[q], self.miss[q]
-        at_site = self.site_agents.get(self.queue_ids[q], _NONE)
         dims = self.dims_of[q]
         last = self._current()
-        old = None if last is None else last.built.get(q)
         kept = old if old is not None and old.miss == miss else None
         grows = point[0].waiting or point[0].pending  # the waits grow with `now`
         keep = [False] * len(dims)
@@ -307,11 +354,6 @@ class BreakdownTable:
             for dim, d in enumerate(dims):
                 same = d.same()
                 keep[dim] = same is not None and same[q] and (dim != 2 or kept.at_site is at_site)
-            if kept is not None and all(keep):
-                kept.tick = self.tick
-                if grows:
-                    kept.out = tuple(map(partial(_regrow, now), kept.out, kept.live))
-                return kept.out
         parts_of: list[dict[int, _Part]] = []
         live_of: list[list[_Part]] = []
         outs: list[dict[str, Breakdown]] = []
@@ -386,14 +428,29 @@ class BreakdownTable:
                 out[k] = (name, _waiting_only(spot.over), spot, agents, None, None)
         return out
 
-    def _convert(self, q: int) -> tuple[dict[str, object], ...]:
-        """`queue(q)` as JSON-ready values: a key whose breakdown (or window figures) the
-        last conversion of this breakdown had takes its values again."""
-        outs = self.queue(q)
+    def _convert_all(self) -> list[tuple[dict[str, object], ...]]:
+        """Every queue's breakdowns as JSON-ready values (`_convert`); a queue whose
+        breakdowns are those converted last time takes the same values."""
+        if self._built is None:
+            self._built = self._build_all()
         last = self._current()
-        kept = None if last is None else last.built.get(q)
-        if kept is None or kept.out is not outs:  # not the newest table's: no reuse
-            return tuple({k: b.as_json() for k, b in out.items()} for out in outs)
+        built = {} if last is None else last.built
+        out: list[tuple[dict[str, object], ...]] = []
+        for q, outs in enumerate(self._built):
+            kept = built.get(q)
+            if kept is None or kept.out is not outs:  # not the newest table's: no reuse
+                out.append(tuple({k: b.as_json() for k, b in o.items()} for o in outs))
+                continue
+            values = kept.values
+            if values is None or values[0] is not outs:
+                kept.values = values = (outs, self._convert(kept, outs))
+            out.append(values[1])
+        return out
+
+    def _convert(self, kept: _Kept, outs: Breakdowns) -> tuple[dict[str, object], ...]:
+        """`outs`, the breakdowns `kept` holds, as JSON-ready values: a key whose
+        breakdown (or window figures) the last conversion of its breakdown had takes its
+        values again."""
         jsons: list[dict[str, object]] = []
         for dim, out in enumerate(outs):
             parts, done = kept.parts[dim], kept.json[dim]
