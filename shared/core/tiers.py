@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
+from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -370,7 +372,12 @@ def _step_breach(
 # ---- every queue at once -----------------------------------------------------------------
 
 _BASES: tuple[Basis | None, ...] = (None, "forecast", "declared", "baseline")
+_BASIS_OF = np.array(_BASES, dtype=object)
 _FORECAST, _DECLARED, _BASELINE = 1, 2, 3
+_SETTINGS = attrgetter("settings")
+_COUNTS = attrgetter("surge_counts")
+_TIER = attrgetter("tier")
+_BREACH = attrgetter("breach")
 
 
 @dataclass
@@ -379,7 +386,6 @@ class _Group:
     queue `members[j]`, column `c` the window `windows[c]`."""
 
     windows: list[int]
-    members: list[int]
     arrivals: np.ndarray  # N (int64)
     expected: np.ndarray  # E (float64), meaningful where `valid`
     basis: np.ndarray  # index into _BASES (int8)
@@ -409,22 +415,26 @@ class _Group:
         return out
 
 
-def _group(
-    s: QueueSettings,
-    members: list[int],
-    states: Sequence[QueueAlertState],
-    stats: Sequence[QueueStats],
-    forecasts: Sequence[Forecast | None],
-) -> _Group:
-    """`evidence` of every member, one array operation per step (one `gammainc` call)."""
-    windows = list(dict.fromkeys([*s.surge_windows_s, s.surge_window_s]))
-    primary_s = s.surge_window_s
+def _counted(
+    s: QueueSettings, windows: list[int], members: list[QueueStats]
+) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Each member's arrivals per window and in the hour before (-1 while not observed),
+    and the flat positions of the windows not counted."""
     m, k = len(members), len(windows)
+    try:  # every window counted, as the engine gives them: read in C
+        got = list(map(itemgetter(*windows), map(_COUNTS, members)))
+        pairs = chain.from_iterable(got) if k == 1 else chain.from_iterable(chain(*got))
+        flat = np.array(list(pairs), np.float64).reshape(m, k, 2)  # None -> nan
+        before = flat[:, :, 1]
+        hour = np.where(np.isnan(before), -1, before).astype(np.int64)
+        return flat[:, :, 0].astype(np.int64), hour, []
+    except KeyError:
+        pass
+    primary_s = s.surge_window_s
     arrivals: list[int] = []
-    before: list[int] = []  # the hour before, -1 while not observed
-    missing: list[int] = []  # flat positions of windows not counted
-    for i in members:
-        st = stats[i]
+    hours: list[int] = []
+    missing: list[int] = []
+    for st in members:
         get = st.surge_counts.get
         for w in windows:
             counts = get(w)
@@ -435,9 +445,24 @@ def _group(
                     missing.append(len(arrivals))
                     counts = 0, None
             arrivals.append(counts[0])
-            before.append(-1 if counts[1] is None else counts[1])
+            hours.append(-1 if counts[1] is None else counts[1])
     n = np.array(arrivals, np.int64).reshape(m, k)
-    hour = np.array(before, np.int64).reshape(m, k)
+    return n, np.array(hours, np.int64).reshape(m, k), missing
+
+
+def _group(
+    s: QueueSettings,
+    members: list[int],
+    states: Sequence[QueueAlertState],
+    stats: Sequence[QueueStats],
+    forecasts: Sequence[Forecast | None],
+    raised: np.ndarray,
+) -> _Group:
+    """`evidence` of every member, one array operation per step (one `gammainc` call);
+    `raised`: the members at tier 1 or above."""
+    windows = list(dict.fromkeys([*s.surge_windows_s, s.surge_window_s]))
+    m, k = len(members), len(windows)
+    n, hour, missing = _counted(s, windows, [stats[i] for i in members])
     # contract 5: expected(W), by the first basis that has it (see `expected_for`)
     declared = s.expected_per_hour
     if declared is not None:
@@ -446,16 +471,15 @@ def _group(
     else:
         e = hour * np.array(windows, np.int64) / HOUR_S
         basis = np.where(hour >= 0, _BASELINE, 0).astype(np.int8)
-        for j, i in enumerate(members):
-            state = states[i]
-            if state.tier >= 1:  # the baseline frozen at tier 1 entry
-                for c, w in enumerate(windows):
-                    rate = _frozen_rate(state.frozen_per_hour, w)
-                    if rate is None:
-                        basis[j, c] = 0
-                    else:
-                        e[j, c] = rate * w / HOUR_S
-                        basis[j, c] = _BASELINE
+        for j in np.flatnonzero(raised).tolist():  # the baseline frozen at tier 1 entry
+            frozen = states[members[j]].frozen_per_hour
+            for c, w in enumerate(windows):
+                rate = _frozen_rate(frozen, w)
+                if rate is None:
+                    basis[j, c] = 0
+                else:
+                    e[j, c] = rate * w / HOUR_S
+                    basis[j, c] = _BASELINE
     for j, i in enumerate(members):
         forecast = forecasts[i]
         if forecast is not None:
@@ -482,28 +506,47 @@ def _group(
     for t in s.tier_thresholds:
         tier += ratio >= t
     tier[~(valid & (n >= s.min_arrivals) & (p <= s.surge_p_value))] = 0
-    return _Group(windows, members, n, e, basis, ratio, p, tier, valid, present)
+    return _Group(windows, n, e, basis, ratio, p, tier, valid, present)
+
+
+def _breach_due(s: QueueSettings, members: list[QueueStats]) -> np.ndarray:
+    """contract 5: which members' figures raise the sl_breach alert (see `_step_breach`)."""
+    primary = list(map(itemgetter(s.windows_s[0]), map(attrgetter("windows"), members)))
+    rate = np.array([w.answer_rate_live for w in primary], np.float64)  # None -> nan
+    offered = np.fromiter((w.offered for w in primary), np.int64, len(members))
+    over = np.fromiter((st.waiting_over_target for st in members), np.int64, len(members))
+    due: np.ndarray = (rate < s.sl_alert_below) & (offered + over >= 10)
+    return due
+
+
+def _or_none(valid: np.ndarray, values: np.ndarray) -> list[object]:
+    """`values` as Python objects, None where not `valid`."""
+    out = values.astype(object)
+    out[~valid] = None
+    shown: list[object] = out.tolist()
+    return shown
 
 
 class Ticks:
     """What `step_many` gives: each queue's state and surge, every change and update in
     the queues' order, and each queue's evidence when asked for."""
 
-    __slots__ = ("states", "surges", "changes", "updates", "_of", "_where", "_alerts")
+    __slots__ = ("states", "surges", "changes", "updates", "_groups", "_group", "_row", "_alerts")
 
-    def __init__(self, nq: int) -> None:
+    def __init__(self) -> None:
         self.states: list[QueueAlertState] = []
         self.surges: list[SurgeView] = []
         self.changes: list[AlertChange] = []
         self.updates: list[AlertChange] = []
-        self._of: list[_Group] = []
-        self._where: list[int] = [0] * nq  # each queue's row in its group
+        self._groups: list[_Group] = []
+        self._group: list[int] = []  # each queue's group
+        self._row: list[int] = []  # and its row there
         # the changes and updates of each queue that has any
         self._alerts: dict[int, tuple[list[AlertChange], list[AlertChange]]] = {}
 
     def evidence(self, i: int) -> list[Evidence]:
         """Queue `i`'s evidence, as `step` gives it."""
-        return self._of[i].rows(self._where[i])
+        return self._groups[self._group[i]].rows(self._row[i])
 
     def result(self, i: int) -> TickResult:
         """Queue `i`'s `TickResult`, equal to `step`'s."""
@@ -521,71 +564,64 @@ def step_many(
     shown and only the breach alert stepped (nothing at all when no breach is active or
     due); the others one by one through `step`'s own path."""
     nq = len(stats)
-    out = Ticks(nq)
-    by_settings: dict[int, tuple[QueueSettings, list[int]]] = {}
-    for i, st in enumerate(stats):
-        found = by_settings.get(id(st.settings))
-        if found is None:
-            found = by_settings[id(st.settings)] = (st.settings, [])
-        found[1].append(i)
-    # each queue's indicated tier and the primary surge window's row, in queue order
+    out = Ticks()
+    if not nq:
+        return out
+    keys = np.fromiter(map(id, map(_SETTINGS, stats)), np.int64, nq)
+    _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+    tier_now = np.fromiter(map(_TIER, states), np.int64, nq)
+    quiet = ~np.fromiter(map(_BREACH, states), bool, nq)  # no breach alert active
+    # per queue: the indicated tier, the primary surge window's row, a breach due
     top = np.zeros(nq, np.int64)
-    n = np.zeros(nq, np.int64)
-    e = np.zeros(nq)
-    basis = np.zeros(nq, np.int8)
-    ratio = np.zeros(nq)
-    p = np.zeros(nq)
-    valid = np.zeros(nq, bool)
+    n, e, basis = np.zeros(nq, np.int64), np.zeros(nq), np.zeros(nq, np.int8)
+    ratio, p, valid = np.zeros(nq), np.zeros(nq), np.zeros(nq, bool)
     primary_s = np.zeros(nq, np.int64)
-    of: list[_Group | None] = [None] * nq
-    where = out._where
-    for s, members in by_settings.values():
-        g = _group(s, members, states, stats, forecasts)
-        at = np.array(members)
-        c = g.windows.index(s.surge_window_s)
-        top[at] = g.tier.max(axis=1)
-        n[at], e[at], basis[at] = g.arrivals[:, c], g.expected[:, c], g.basis[:, c]
-        ratio[at], p[at], valid[at] = g.ratio[:, c], g.p[:, c], g.valid[:, c]
+    due = np.zeros(nq, bool)
+    row = np.zeros(nq, np.int64)
+    for g, at in enumerate(
+        np.split(np.argsort(which, kind="stable"), np.cumsum(np.bincount(which))[:-1])
+    ):
+        s: QueueSettings = stats[int(first[g])].settings
+        members = at.tolist()
+        grp = _group(s, members, states, stats, forecasts, tier_now[at] >= 1)
+        out._groups.append(grp)
+        c = grp.windows.index(s.surge_window_s)
+        top[at] = grp.tier.max(axis=1)
+        n[at], e[at], basis[at] = grp.arrivals[:, c], grp.expected[:, c], grp.basis[:, c]
+        ratio[at], p[at], valid[at] = grp.ratio[:, c], grp.p[:, c], grp.valid[:, c]
         primary_s[at] = s.surge_window_s
-        for j, i in enumerate(members):
-            of[i] = g
-            where[i] = j
-    out._of = of  # type: ignore[assignment]  # every entry set above
-    new_states, surges, changes, updates = out.states, out.surges, out.changes, out.updates
-    for i, (state, st, indicated, n_i, e_i, b_i, r_i, p_i, ok, w) in enumerate(
-        zip(
-            states, stats, top.tolist(), n.tolist(), e.tolist(), basis.tolist(),
-            ratio.tolist(), p.tolist(), valid.tolist(), primary_s.tolist(), strict=True,
+        row[at] = np.arange(len(members))
+        mine = np.flatnonzero(quiet[at])
+        due[at[mine]] = _breach_due(s, [stats[members[j]] for j in mine.tolist()])
+    out._group, out._row = which.tolist(), row.tolist()
+    # the surge shown at tier 0 with no tier indicated: the primary surge window's
+    surges = out.surges = list(
+        map(
+            SurgeView,
+            _or_none(valid, ratio),
+            _or_none(valid, e),
+            n.tolist(),
+            primary_s.tolist(),
+            _or_none(valid, p),
+            _or_none(valid, _BASIS_OF[basis]),
         )
-    ):  # fmt: skip
-        if not indicated and not state.tier:  # the surge side neither moves nor updates
-            surge = (
-                SurgeView(r_i, e_i, n_i, w, p_i, _BASES[b_i])
-                if ok
-                else SurgeView(None, None, n_i, w)
-            )
-            surges.append(surge)
-            if not state.breach:
-                s = st.settings
-                primary = st.windows[s.windows_s[0]]  # contract 4: the primary window
-                rate = primary.answer_rate_live
-                if (
-                    rate is None
-                    or not rate < s.sl_alert_below
-                    or primary.offered + st.waiting_over_target < 10
-                ):  # calm: the same state, nothing to tell
-                    new_states.append(state)
-                    continue
-            state, raised, updated = _step_breach(state, st, _numbers(st, surge))
-            new_states.append(state)
+    )
+    new_states = out.states = list(states)
+    changes, updates, alerts = out.changes, out.updates, out._alerts
+    still = (top == 0) & (tier_now == 0)  # the surge side neither moves nor updates
+    for i in np.flatnonzero(~(still & quiet & ~due)).tolist():
+        state, st = states[i], stats[i]
+        if still[i]:
+            state, raised, updated = _step_breach(state, st, _numbers(st, surges[i]))
+            new_states[i] = state
             changes.extend(raised)
             updates.extend(updated)
-            out._alerts[i] = raised, updated
+            alerts[i] = raised, updated
             continue
         result = _advance(state, st, out.evidence(i))
-        out._alerts[i] = result.changes, result.updates
-        new_states.append(result.state)
-        surges.append(result.surge)
+        alerts[i] = result.changes, result.updates
+        new_states[i] = result.state
+        surges[i] = result.surge
         changes.extend(result.changes)
         updates.extend(result.updates)
     return out
