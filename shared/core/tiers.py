@@ -25,7 +25,7 @@ from typing import Literal, NamedTuple
 import numpy as np
 from scipy.special import gammainc  # type: ignore[import-untyped]  # scipy ships no stubs
 
-from shared.core.figures import QueueStats
+from shared.core.figures import QueueStats, WindowMetrics
 from shared.forecast import Forecast
 from shared.messages.alerts import AlertChange, Numbers, Transition
 from shared.queue_settings import QueueSettings
@@ -374,10 +374,10 @@ def _step_breach(
 _BASES: tuple[Basis | None, ...] = (None, "forecast", "declared", "baseline")
 _BASIS_OF = np.array(_BASES, dtype=object)
 _FORECAST, _DECLARED, _BASELINE = 1, 2, 3
-_SETTINGS = attrgetter("settings")
-_COUNTS = attrgetter("surge_counts")
-_TIER = attrgetter("tier")
-_BREACH = attrgetter("breach")
+# what `step_many` reads of every queue, each object visited once
+_READ = attrgetter("settings", "surge_counts", "windows", "waiting_over_target")
+_STATE = attrgetter("tier", "breach")
+_RATE = attrgetter("answer_rate_live", "offered")
 
 
 @dataclass
@@ -416,13 +416,16 @@ class _Group:
 
 
 def _counted(
-    s: QueueSettings, windows: list[int], members: list[QueueStats]
+    s: QueueSettings,
+    windows: list[int],
+    members: Sequence[QueueStats],
+    counts: Sequence[dict[int, tuple[int, int | None]]],
 ) -> tuple[np.ndarray, np.ndarray, list[int]]:
     """Each member's arrivals per window and in the hour before (-1 while not observed),
-    and the flat positions of the windows not counted."""
+    and the flat positions of the windows not counted (`counts`: their `surge_counts`)."""
     m, k = len(members), len(windows)
     try:  # every window counted, as the engine gives them: read in C
-        got = list(map(itemgetter(*windows), map(_COUNTS, members)))
+        got = list(map(itemgetter(*windows), counts))
         pairs = chain.from_iterable(got) if k == 1 else chain.from_iterable(chain(*got))
         flat = np.array(list(pairs), np.float64).reshape(m, k, 2)  # None -> nan
         before = flat[:, :, 1]
@@ -434,18 +437,17 @@ def _counted(
     arrivals: list[int] = []
     hours: list[int] = []
     missing: list[int] = []
-    for st in members:
-        get = st.surge_counts.get
+    for st, of in zip(members, counts, strict=True):
         for w in windows:
-            counts = get(w)
-            if counts is None:
+            pair = of.get(w)
+            if pair is None:
                 if w == primary_s:
-                    counts = st.surge_arrivals, st.baseline_arrivals
+                    pair = st.surge_arrivals, st.baseline_arrivals
                 else:
                     missing.append(len(arrivals))
-                    counts = 0, None
-            arrivals.append(counts[0])
-            hours.append(-1 if counts[1] is None else counts[1])
+                    pair = 0, None
+            arrivals.append(pair[0])
+            hours.append(-1 if pair[1] is None else pair[1])
     n = np.array(arrivals, np.int64).reshape(m, k)
     return n, np.array(hours, np.int64).reshape(m, k), missing
 
@@ -457,12 +459,13 @@ def _group(
     stats: Sequence[QueueStats],
     forecasts: Sequence[Forecast | None],
     raised: np.ndarray,
+    counts: Sequence[dict[int, tuple[int, int | None]]],
 ) -> _Group:
     """`evidence` of every member, one array operation per step (one `gammainc` call);
-    `raised`: the members at tier 1 or above."""
+    `raised`: the members at tier 1 or above; `counts`: their `surge_counts`."""
     windows = list(dict.fromkeys([*s.surge_windows_s, s.surge_window_s]))
     m, k = len(members), len(windows)
-    n, hour, missing = _counted(s, windows, [stats[i] for i in members])
+    n, hour, missing = _counted(s, windows, [stats[i] for i in members], counts)
     # contract 5: expected(W), by the first basis that has it (see `expected_for`)
     declared = s.expected_per_hour
     if declared is not None:
@@ -509,13 +512,16 @@ def _group(
     return _Group(windows, n, e, basis, ratio, p, tier, valid, present)
 
 
-def _breach_due(s: QueueSettings, members: list[QueueStats]) -> np.ndarray:
-    """contract 5: which members' figures raise the sl_breach alert (see `_step_breach`)."""
-    primary = list(map(itemgetter(s.windows_s[0]), map(attrgetter("windows"), members)))
-    rate = np.array([w.answer_rate_live for w in primary], np.float64)  # None -> nan
-    offered = np.fromiter((w.offered for w in primary), np.int64, len(members))
-    over = np.fromiter((st.waiting_over_target for st in members), np.int64, len(members))
-    due: np.ndarray = (rate < s.sl_alert_below) & (offered + over >= 10)
+def _breach_due(
+    s: QueueSettings, windows: Sequence[dict[int, WindowMetrics]], over: Sequence[int]
+) -> np.ndarray:
+    """contract 5: which queues' figures would raise the sl_breach alert (see
+    `_step_breach`), from their `windows` and `waiting_over_target`."""
+    primary = map(itemgetter(s.windows_s[0]), windows)
+    # None -> nan, never below; the counts are exact as floats
+    figures = np.array(list(map(_RATE, primary)), np.float64).reshape(len(over), 2)
+    volume = figures[:, 1] + np.fromiter(over, np.int64, len(over))
+    due: np.ndarray = (figures[:, 0] < s.sl_alert_below) & (volume >= 10)
     return due
 
 
@@ -567,10 +573,14 @@ def step_many(
     out = Ticks()
     if not nq:
         return out
-    keys = np.fromiter(map(id, map(_SETTINGS, stats)), np.int64, nq)
-    _, first, which = np.unique(keys, return_index=True, return_inverse=True)
-    tier_now = np.fromiter(map(_TIER, states), np.int64, nq)
-    quiet = ~np.fromiter(map(_BREACH, states), bool, nq)  # no breach alert active
+    settings, counts, windows, over = zip(*map(_READ, stats), strict=True)
+    keys = np.fromiter(map(id, settings), np.int64, nq)
+    if (keys == keys[0]).all():  # one settings object: one group
+        first, which = np.zeros(1, np.int64), np.zeros(nq, np.int64)
+    else:
+        _, first, which = np.unique(keys, return_index=True, return_inverse=True)
+    flags = np.array(list(map(_STATE, states)), np.int64).reshape(nq, 2)
+    tier_now, quiet = flags[:, 0], flags[:, 1] == 0  # quiet: no breach alert active
     # per queue: the indicated tier, the primary surge window's row, a breach due
     top = np.zeros(nq, np.int64)
     n, e, basis = np.zeros(nq, np.int64), np.zeros(nq), np.zeros(nq, np.int8)
@@ -581,9 +591,11 @@ def step_many(
     for g, at in enumerate(
         np.split(np.argsort(which, kind="stable"), np.cumsum(np.bincount(which))[:-1])
     ):
-        s: QueueSettings = stats[int(first[g])].settings
+        s: QueueSettings = settings[int(first[g])]
         members = at.tolist()
-        grp = _group(s, members, states, stats, forecasts, tier_now[at] >= 1)
+        single = len(members) == nq
+        mine = counts if single else [counts[i] for i in members]
+        grp = _group(s, members, states, stats, forecasts, tier_now[at] >= 1, mine)
         out._groups.append(grp)
         c = grp.windows.index(s.surge_window_s)
         top[at] = grp.tier.max(axis=1)
@@ -591,8 +603,10 @@ def step_many(
         ratio[at], p[at], valid[at] = grp.ratio[:, c], grp.p[:, c], grp.valid[:, c]
         primary_s[at] = s.surge_window_s
         row[at] = np.arange(len(members))
-        mine = np.flatnonzero(quiet[at])
-        due[at[mine]] = _breach_due(s, [stats[members[j]] for j in mine.tolist()])
+        if single:
+            due = _breach_due(s, windows, over)
+        else:
+            due[at] = _breach_due(s, [windows[i] for i in members], [over[i] for i in members])
     out._group, out._row = which.tolist(), row.tolist()
     # the surge shown at tier 0 with no tier indicated: the primary surge window's
     surges = out.surges = list(
@@ -609,7 +623,7 @@ def step_many(
     new_states = out.states = list(states)
     changes, updates, alerts = out.changes, out.updates, out._alerts
     still = (top == 0) & (tier_now == 0)  # the surge side neither moves nor updates
-    for i in np.flatnonzero(~(still & quiet & ~due)).tolist():
+    for i in np.flatnonzero(~(still & quiet & ~due)).tolist():  # due: only where quiet
         state, st = states[i], stats[i]
         if still[i]:
             state, raised, updated = _step_breach(state, st, _numbers(st, surges[i]))

@@ -8,6 +8,7 @@ import random
 from datetime import timedelta
 
 import numpy as np
+import pytest
 from scipy.special import gammainc  # type: ignore[import-untyped]  # scipy ships no stubs
 
 from shared.core.figures import AgentCounts, QueueStats, WindowMetrics
@@ -129,9 +130,11 @@ def _counts(
     return out
 
 
-def test_many_queues_tick_by_tick_as_one_by_one() -> None:
+@pytest.mark.parametrize("shared", [False, True])
+def test_many_queues_tick_by_tick_as_one_by_one(shared: bool) -> None:
+    """Six settings objects among 90 queues, or one shared by all (one group)."""
     rng = random.Random(2026)
-    settings = _settings()
+    settings = _settings()[:1] if shared else _settings()
     queues = [f"q{k:02}" for k in range(90)]
     setting = {q: rng.choice(settings) for q in queues}
     forecast = {q: _forecast(rng, q) for q in queues}
