@@ -160,12 +160,19 @@ class Dim:
         self.changed = changed
         self._table: tuple[I64, F64] | None = None
         self._same: list[bool] | None = None
+        self._keys: list[int] | None = None
 
     def same(self) -> list[bool] | None:
         """Per queue: whether its sums are the last tick's (None: not known)."""
         if self._same is None and self.changed is not None:
             self._same = np.logical_not(self.changed).tolist()
         return self._same
+
+    def keys(self) -> list[int]:
+        """The key index of each row (queue q's rows are keys()[starts[q]:starts[q + 1]])."""
+        if self._keys is None:
+            self._keys = (self.active % self.groups).tolist()
+        return self._keys
 
     def rows(self, lo: int, hi: int) -> tuple[list[list[int]], list[list[float]]]:
         """Rows lo to hi of the sums as lists, in `window_of`'s order (only the rows read
@@ -363,19 +370,7 @@ class BreakdownTable:
                 if grows:
                     out = _regrow(now, out, live)
             else:
-                before = None if kept is None else kept.parts[dim]
-                parts = self._parts(q, dim, d, at_site if dim == 2 else None, before)
-                live = [p for p in parts.values() if p[2].waiting or p[2].pending]
-                had = _NO_BREAKDOWNS if kept is None else kept.out[dim]
-                out = {}
-                for name, w, spot, agents, _row, _f in parts.values():
-                    b = had.get(name)
-                    if (
-                        spot.waiting or spot.pending or b is None or b.waiting
-                        or b.callbacks_pending or b.window is not w or b.agents is not agents
-                    ):  # fmt: skip
-                        b = breakdown(now, w, spot, agents)
-                    out[name] = b
+                parts, live, out = self._parts(q, dim, d, at_site if dim == 2 else None, kept)
             parts_of.append(parts)
             live_of.append(live)
             outs.append(out)
@@ -393,40 +388,58 @@ class BreakdownTable:
         dim: int,
         d: Dim,
         at_site: dict[str, AgentCounts] | None,
-        before: dict[int, _Part] | None,
-    ) -> dict[int, _Part]:
-        """Each key's name, window figures, point-in-time figures and agents by site (a
-        key's window figures from `before` when built from the same sums)."""
-        names = self.names[dim]
+        kept: _Kept | None,
+    ) -> tuple[dict[int, _Part], list[_Part], dict[str, Breakdown]]:
+        """Each key's name, window figures, point-in-time figures and agents by site;
+        those with calls waiting or owed; and the breakdown. What `kept` built from the
+        same sums is taken again: a key's window figures, and with nothing waiting or
+        owed and the same agents, its breakdown."""
+        now, names = self.now, self.names[dim]
         total, keys, _expired = self.spots[q]
         by_key = keys[dim]
+        before = _NO_PARTS if kept is None else kept.parts[dim]
+        had = _NO_BREAKDOWNS if kept is None else kept.out[dim]
         lo, hi = d.starts[q], d.starts[q + 1]
-        found = [r - q * d.groups for r in d.active[lo:hi].tolist()]
+        found = d.keys()[lo:hi]
+        parts: dict[int, _Part] = {}
+        live: list[_Part] = []
+        out: dict[str, Breakdown] = {}
+        part: _Part
         if len(found) == 1 and (not by_key or (len(by_key) == 1 and found[0] in by_key)):
             # one key holds every event, waiting call and callback: the queue's own figures
             k = found[0]
             name = names[k]
             agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-            return {k: (name, self.primary[q], total, agents, None, None)}
-        out: dict[int, _Part] = {}
+            parts[k] = part = (name, self.primary[q], total, agents, None, None)
+            if total.waiting or total.pending:
+                live.append(part)
+            out[name] = _breakdown_of(now, part, had.get(name))
+            return parts, live, out
         ints, floats = d.rows(lo, hi)
         miss = self.miss[q]
         for k, row, f in zip(found, ints, floats, strict=True):
             spot = by_key.get(k, NO_SPOT)
             name = names[k]
             agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-            p = None if before is None else before.get(k)
+            p = before.get(k)
             if p is not None and p[4] == row and p[5] == f and p[1].over_target == spot.over:
                 window = p[1]
             else:
                 window = window_of(row, f, spot.over, miss)
-            out[k] = (name, window, spot, agents, row, f)
+            parts[k] = part = (name, window, spot, agents, row, f)
+            if spot.waiting or spot.pending:
+                live.append(part)
+                out[name] = breakdown(now, window, spot, agents)
+            else:
+                out[name] = _breakdown_of(now, part, had.get(name))
         for k, spot in by_key.items():  # waiting or owed, no event in the window
-            if k not in out:
+            if k not in parts:
                 name = names[k]
                 agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-                out[k] = (name, _waiting_only(spot.over), spot, agents, None, None)
-        return out
+                parts[k] = part = (name, _waiting_only(spot.over), spot, agents, None, None)
+                live.append(part)
+                out[name] = breakdown(now, part[1], spot, agents)
+        return parts, live, out
 
     def _convert_all(self) -> list[tuple[dict[str, object], ...]]:
         """Every queue's breakdowns as JSON-ready values (`_convert`); a queue whose
@@ -480,6 +493,18 @@ class BreakdownTable:
         return tuple(jsons)
 
 
+def _breakdown_of(now: float, part: _Part, had: Breakdown | None) -> Breakdown:
+    """The breakdown of one key's `part`: `had` when it is that of the same window figures
+    and agents with nothing waiting or owed, then or now."""
+    name, window, spot, agents, _row, _f = part
+    if (
+        had is None or spot.waiting or spot.pending or had.waiting or had.callbacks_pending
+        or had.window is not window or had.agents is not agents
+    ):  # fmt: skip
+        return breakdown(now, window, spot, agents)
+    return had
+
+
 def _regrow(now: float, out: dict[str, Breakdown], live: list[_Part]) -> dict[str, Breakdown]:
     """`out` with the keys of `live` built again at `now` (their waits grew)."""
     if not live:
@@ -491,6 +516,7 @@ def _regrow(now: float, out: dict[str, Breakdown], live: list[_Part]) -> dict[st
 
 
 _NO_BREAKDOWNS: dict[str, Breakdown] = {}
+_NO_PARTS: dict[int, _Part] = {}
 
 
 def _waiting_only(over: int) -> WindowMetrics:

@@ -198,3 +198,32 @@ def test_a_stats_without_a_table_has_empty_breakdowns() -> None:
     stats = QueueStats("q", NOW, {}, 0, 0, 0.0, AgentCounts(), 0, None, QueueSettings())
     assert (stats.by_priority, stats.by_channel, stats.by_site) == ({}, {}, {})
     assert stats.breakdowns_json() == ({}, {}, {})
+
+
+def test_a_table_read_after_a_newer_tick_is_built_afresh() -> None:
+    """Only the newest table keeps figures for the next tick: an older one read late
+    builds its own, the numbers of its `now`."""
+    engine = Engine(SETTINGS.__getitem__)
+    ticks = scenario(4, 30)
+    for now, due in ticks[:20]:
+        for e in due:
+            engine.add(parse_event(e))
+        engine.compute(now)  # read by no one
+    older = engine.compute(ticks[20][0])
+    for now, due in ticks[21:]:
+        for e in due:
+            engine.add(parse_event(e))
+        newer = engine.compute(now)
+        for stats in newer.values():
+            stats.breakdowns_json()
+    for stats in older.values():
+        table = stats.breakdowns
+        assert table is not None
+        want = reference(table, stats.index)
+        for got, expected, json in zip(
+            table.queue(stats.index), want, stats.breakdowns_json(), strict=True
+        ):
+            assert exact(got) == exact(expected)
+            assert orjson.dumps(json) == orjson.dumps(
+                {k: _breakdown(b) for k, b in expected.items()}
+            )
