@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -34,6 +35,13 @@ class JsonMemo:
         # Any: the values of several converters, each returned to its own caller
         self._last: dict[int, tuple[object, Any]] = {}
         self._now: dict[int, tuple[object, Any]] = {}
+        self._as_of: tuple[float, str] = (math.nan, "")
+
+    def iso(self, now: float) -> str:
+        """`iso_ms(now)`, made once for every snapshot of a tick."""
+        if self._as_of[0] != now:
+            self._as_of = (now, iso_ms(now))
+        return self._as_of[1]
 
     def of(self, obj: T, convert: Callable[[T], R]) -> R:
         """`convert(obj)`, or its value for the same object at this tick or the last."""
@@ -50,9 +58,8 @@ class JsonMemo:
         self._last, self._now = self._now, {}
 
 
-def _breakdown(b: Breakdown, memo: JsonMemo | None = None) -> dict[str, object]:
-    window = b.window.as_json() if memo is None else memo.of(b.window, WindowMetrics.as_json)
-    out: dict[str, object] = dict(window)
+def _breakdown(b: Breakdown) -> dict[str, object]:
+    out: dict[str, object] = dict(b.window.as_json())
     out["waiting"] = b.waiting
     out["waiting_over_target"] = b.waiting_over_target
     out["longest_wait_s"] = b.longest_wait_s
@@ -71,14 +78,9 @@ def _windows(windows: dict[int, WindowMetrics], memo: JsonMemo | None = None) ->
     )
 
 
-def _keys(breakdowns: dict[str, Breakdown], memo: JsonMemo | None) -> dict[str, object]:
+def _keys(breakdowns: dict[str, Breakdown]) -> dict[str, object]:
     """A breakdown's keys as JSON-ready values."""
-    if memo is None:
-        return {k: _breakdown(b) for k, b in breakdowns.items()}
-    return memo.of(
-        breakdowns,
-        lambda bs: {k: memo.of(b, lambda b: _breakdown(b, memo)) for k, b in bs.items()},
-    )
+    return {k: _breakdown(b) for k, b in breakdowns.items()}
 
 
 def snapshot(
@@ -112,9 +114,16 @@ def snapshot_fields(
     """The values of a `Snapshot`, from the engine's and the tier machine's figures (with
     `memo`, figures handed out again since the last tick are not converted again)."""
     agents = stats.agents
+    if memo is None:
+        keys = [_keys(b) for b in (stats.by_site, stats.by_priority, stats.by_channel)]
+        as_of = iso_ms(stats.now)
+    else:  # converted where they changed (contract 4 breakdowns)
+        by_priority, by_channel, by_site = stats.breakdowns_json()
+        keys = [by_site, by_priority, by_channel]
+        as_of = memo.iso(stats.now)
     fields = {
         "queue_id": stats.queue_id,
-        "as_of": iso_ms(stats.now),
+        "as_of": as_of,
         "windows": _windows(stats.windows, memo),
         "waiting": stats.waiting,
         "waiting_over_target": stats.waiting_over_target,
@@ -123,9 +132,9 @@ def snapshot_fields(
         "oldest_callback_s": stats.oldest_callback_s,
         "callbacks_expired": stats.callbacks_expired,
         "agents": agents.as_json() if memo is None else memo.of(agents, AgentCounts.as_json),
-        "by_site": _keys(stats.by_site, memo),
-        "by_priority": _keys(stats.by_priority, memo),
-        "by_channel": _keys(stats.by_channel, memo),
+        "by_site": keys[0],
+        "by_priority": keys[1],
+        "by_channel": keys[2],
         "surge": {
             "ratio": surge.ratio,
             "expected": surge.expected,
