@@ -519,7 +519,8 @@ def _breach_due(
     `_step_breach`), from their `windows` and `waiting_over_target`."""
     primary = map(itemgetter(s.windows_s[0]), windows)
     # None -> nan, never below; the counts are exact as floats
-    figures = np.array(list(map(_RATE, primary)), np.float64).reshape(len(over), 2)
+    figures = np.array(list(chain.from_iterable(map(_RATE, primary))), np.float64)
+    figures = figures.reshape(len(over), 2)
     volume = figures[:, 1] + np.fromiter(over, np.int64, len(over))
     due: np.ndarray = (figures[:, 0] < s.sl_alert_below) & (volume >= 10)
     return due
@@ -545,14 +546,14 @@ class Ticks:
         self.changes: list[AlertChange] = []
         self.updates: list[AlertChange] = []
         self._groups: list[_Group] = []
-        self._group: list[int] = []  # each queue's group
-        self._row: list[int] = []  # and its row there
+        self._group = np.zeros(0, np.int64)  # each queue's group
+        self._row = np.zeros(0, np.int64)  # and its row there
         # the changes and updates of each queue that has any
         self._alerts: dict[int, tuple[list[AlertChange], list[AlertChange]]] = {}
 
     def evidence(self, i: int) -> list[Evidence]:
         """Queue `i`'s evidence, as `step` gives it."""
-        return self._groups[self._group[i]].rows(self._row[i])
+        return self._groups[int(self._group[i])].rows(int(self._row[i]))
 
     def result(self, i: int) -> TickResult:
         """Queue `i`'s `TickResult`, equal to `step`'s."""
@@ -579,7 +580,8 @@ def step_many(
         first, which = np.zeros(1, np.int64), np.zeros(nq, np.int64)
     else:
         _, first, which = np.unique(keys, return_index=True, return_inverse=True)
-    flags = np.array(list(map(_STATE, states)), np.int64).reshape(nq, 2)
+    flags = np.fromiter(chain.from_iterable(map(_STATE, states)), np.int64, 2 * nq)
+    flags = flags.reshape(nq, 2)
     tier_now, quiet = flags[:, 0], flags[:, 1] == 0  # quiet: no breach alert active
     # per queue: the indicated tier, the primary surge window's row, a breach due
     top = np.zeros(nq, np.int64)
@@ -607,7 +609,7 @@ def step_many(
             due = _breach_due(s, windows, over)
         else:
             due[at] = _breach_due(s, [windows[i] for i in members], [over[i] for i in members])
-    out._group, out._row = which.tolist(), row.tolist()
+    out._group, out._row = which, row
     # the surge shown at tier 0 with no tier indicated: the primary surge window's
     surges = out.surges = list(
         map(
