@@ -158,7 +158,7 @@ class Dim:
         self.starts = starts  # queue q's rows are active[starts[q]:starts[q + 1]]
         # per queue: whether its sums differ from the last tick's (None: not known)
         self.changed = changed
-        self._table: tuple[I64, F64] | None = None
+        self._table: tuple[I64, F64, npt.NDArray[np.void]] | None = None
         self._same: list[bool] | None = None
         self._keys: list[int] | None = None
 
@@ -177,18 +177,31 @@ class Dim:
     def rows(self, lo: int, hi: int) -> tuple[list[list[int]], list[list[float]]]:
         """Rows lo to hi of the sums as lists, in `window_of`'s order (only the rows read
         are converted: a tick reads the breakdowns of the queues that changed)."""
+        ints, floats, _sigs = self._tables()
+        return ints[lo:hi].tolist(), floats[lo:hi].tolist()
+
+    def sigs(self, lo: int, hi: int) -> list[bytes]:
+        """Rows lo to hi of the sums, each as its bytes: equal bytes, equal sums (bytes
+        are kept from tick to tick where lists of numbers would be objects for the cyclic
+        collector to walk)."""
+        sigs: list[bytes] = self._tables()[2][lo:hi].tolist()
+        return sigs
+
+    def _tables(self) -> tuple[I64, F64, npt.NDArray[np.void]]:
         if self._table is None:
             s = self.sums
             ints = np.column_stack([getattr(s, name) for name in INT_SUMS])
-            self._table = (ints, np.column_stack((s.wait_sum, s.handle_sum)))
-        ints, floats = self._table
-        return ints[lo:hi].tolist(), floats[lo:hi].tolist()
+            floats = np.column_stack((s.wait_sum, s.handle_sum))
+            both = np.column_stack((ints, floats.view(np.int64)))
+            sigs = both.view(np.dtype((np.void, both.shape[1] * 8))).ravel()
+            self._table = (ints, floats, sigs)
+        return self._table
 
 
 # one key of a breakdown as a tick built it: its name, window figures, point-in-time
-# figures and agents by site, and the row of sums its window figures came from (None: not
-# from a row)
-_Part = tuple[str, WindowMetrics, Spot, AgentCounts | None, list[int] | None, list[float] | None]
+# figures and agents by site, and the row of sums its window figures came from, as bytes
+# (None: not from a row)
+_Part = tuple[str, WindowMetrics, Spot, AgentCounts | None, bytes | None]
 Breakdowns = tuple[dict[str, Breakdown], ...]  # by_priority, by_channel, by_site
 _WindowJson = tuple[WindowMetrics, dict[str, int | float | None]]  # figures and their values
 # one breakdown's JSON-ready values: the parts and breakdown they are of, each key's values
@@ -410,23 +423,24 @@ class BreakdownTable:
             k = found[0]
             name = names[k]
             agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-            parts[k] = part = (name, self.primary[q], total, agents, None, None)
+            parts[k] = part = (name, self.primary[q], total, agents, None)
             if total.waiting or total.pending:
                 live.append(part)
             out[name] = _breakdown_of(now, part, had.get(name))
             return parts, live, out
-        ints, floats = d.rows(lo, hi)
+        rows: tuple[list[list[int]], list[list[float]]] | None = None  # converted if read
         miss = self.miss[q]
-        for k, row, f in zip(found, ints, floats, strict=True):
+        for j, (k, sig) in enumerate(zip(found, d.sigs(lo, hi), strict=True)):
             spot = by_key.get(k, NO_SPOT)
             name = names[k]
             agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
             p = before.get(k)
-            if p is not None and p[4] == row and p[5] == f and p[1].over_target == spot.over:
+            if p is not None and p[4] == sig and p[1].over_target == spot.over:
                 window = p[1]
             else:
-                window = window_of(row, f, spot.over, miss)
-            parts[k] = part = (name, window, spot, agents, row, f)
+                rows = d.rows(lo, hi) if rows is None else rows
+                window = window_of(rows[0][j], rows[1][j], spot.over, miss)
+            parts[k] = part = (name, window, spot, agents, sig)
             if spot.waiting or spot.pending:
                 live.append(part)
                 out[name] = breakdown(now, window, spot, agents)
@@ -436,7 +450,7 @@ class BreakdownTable:
             if k not in parts:
                 name = names[k]
                 agents = None if at_site is None else at_site.get(name, _NO_AGENTS)
-                parts[k] = part = (name, _waiting_only(spot.over), spot, agents, None, None)
+                parts[k] = part = (name, _waiting_only(spot.over), spot, agents, None)
                 live.append(part)
                 out[name] = breakdown(now, part[1], spot, agents)
         return parts, live, out
@@ -496,7 +510,7 @@ class BreakdownTable:
 def _breakdown_of(now: float, part: _Part, had: Breakdown | None) -> Breakdown:
     """The breakdown of one key's `part`: `had` when it is that of the same window figures
     and agents with nothing waiting or owed, then or now."""
-    name, window, spot, agents, _row, _f = part
+    name, window, spot, agents, _sig = part
     if (
         had is None or spot.waiting or spot.pending or had.waiting or had.callbacks_pending
         or had.window is not window or had.agents is not agents
@@ -510,7 +524,7 @@ def _regrow(now: float, out: dict[str, Breakdown], live: list[_Part]) -> dict[st
     if not live:
         return out
     out = dict(out)
-    for name, w, spot, agents, _row, _f in live:
+    for name, w, spot, agents, _sig in live:
         out[name] = breakdown(now, w, spot, agents)
     return out
 
