@@ -12,6 +12,9 @@ Decisions where the contract is silent:
   with the smallest `p` (then the longest window).
 - A window whose baseline hour was not yet observed when tier 1 was entered uses,
   while frozen, the frozen rate of the nearest window that had one.
+
+`step` advances one queue; `step_many` every queue of a tick at once, with the same
+results (the monitor's tick).
 """
 
 from __future__ import annotations
@@ -383,7 +386,7 @@ _RATE = attrgetter("answer_rate_live", "offered")
 @dataclass
 class _Group:
     """The evidence of the queues that share one settings object, as arrays: row `j` is
-    queue `members[j]`, column `c` the window `windows[c]`."""
+    the group's `j`th queue (in the order given), column `c` the window `windows[c]`."""
 
     windows: list[int]
     arrivals: np.ndarray  # N (int64)
