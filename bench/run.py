@@ -67,6 +67,24 @@ def tick_curve() -> dict[str, Any]:
     return {"tick_ms": out, "rss_mb": rss}
 
 
+def live_ticks() -> dict[str, Any]:
+    """Ticks as the services tick them (2 s apart, the events between added first), at
+    1,000 and 10,000 queues: the engine alone, with every breakdown read and the tier
+    machines stepped, and the whole monitor tick (`bench.tick N --live`, CPU time)."""
+    out: dict[str, Any] = {}
+    for queues in (1000, 10000):
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.tick", str(queues), "--live"],
+            capture_output=True,
+            check=True,
+        )  # noqa: S603
+        result = orjson.loads(proc.stdout)
+        out[str(queues)] = {
+            key: result[f"live_{key}"] for key in ("tick_ms", "tiers_ms", "monitor_tick_ms")
+        }
+    return out
+
+
 def main() -> None:
     results: dict[str, Any] = {
         "machine": machine(),
@@ -83,6 +101,7 @@ def main() -> None:
     curve = timed("engine tick curve", tick_curve)
     results["engine.tick_ms"] = curve["tick_ms"]
     results["engine.rss_mb"] = curve["rss_mb"]
+    results["engine.live_tick_ms"] = timed("live ticks, 1,000 and 10,000 queues", live_ticks)
     print("stack", file=sys.stderr)
     ingest_runs = [
         timed("ingest", lambda: asyncio.run(stack.ingest_events_per_s())) for _ in range(RUNS)
@@ -119,6 +138,11 @@ def table(results: dict[str, Any]) -> str:
                 rows.append(
                     f"{'engine.tick_ms @' + queues:32} {v['median']:12.2f} {v['min']:12.2f} {v['max']:12.2f}"
                 )
+    for queues, v in results.get("engine.live_tick_ms", {}).items():
+        rows.append(
+            f"{'live tick @' + queues:32} engine {v['tick_ms']:.1f} ms, with breakdowns and "
+            f"tiers {v['tiers_ms']:.1f} ms, monitor {v['monitor_tick_ms']:.1f} ms"
+        )
     rows.append(f"engine.rss_mb @1000 {results['engine.rss_mb']:.0f}; machine {results['machine']}")
     return "\n".join(rows)
 
