@@ -186,7 +186,7 @@ class EventLog:
         n = len(rows) // ROW
         self._reserve(n)
         # one conversion of every row at once; the integers are exact as float64 (< 2**53)
-        table = np.array(rows, np.float64).reshape(n, ROW)
+        table = np.fromiter(rows, np.float64, len(rows)).reshape(n, ROW)
         lo, hi = self.end, self.end + n
         for j, name in enumerate(_COLUMNS):
             getattr(self, name)[lo:hi] = table[:, j]
