@@ -182,7 +182,9 @@ class Engine:
         key = (source, event.event_id) if source else event.event_id
         ts = epoch(event.ts)
         seen = self._seen
-        if seen.setdefault(key, ts) is not ts:  # one probe of the dedup table, not two
+        held = len(seen)
+        seen.setdefault(key, ts)  # one probe of the dedup table, not a lookup then a write
+        if len(seen) == held:
             return False
         if ts <= self.horizon - self._retention or ts <= self.floor:
             del seen[key]  # too old to count: not remembered either
@@ -233,11 +235,7 @@ class Engine:
         return q
 
     def _add_queued(self, event: CallQueued, ts: float) -> None:
-        q = self._qindex.get(event.queue_id)
-        if q is None:
-            q = self.queue_index(event.queue_id)
-        if ts < self._first_seen[q]:
-            self._first_seen[q] = ts
+        q = self._call_queue(event.queue_id, ts)
         site = event.site
         attrs = event.priority | _CHANNEL_BITS[event.channel]
         if site is not None:
@@ -271,11 +269,7 @@ class Engine:
     def _add_terminal(
         self, event: CallAnswered | CallAbandoned | CallbackRequested | CallOverflowed, ts: float
     ) -> None:
-        q = self._qindex.get(event.queue_id)
-        if q is None:
-            q = self.queue_index(event.queue_id)
-        if ts < self._first_seen[q]:
-            self._first_seen[q] = ts
+        q = self._call_queue(event.queue_id, ts)
         self._dirty.add(q)
         call_id = event.call_id
         key = (q, call_id)
@@ -304,11 +298,7 @@ class Engine:
             self._callback_requested(q, call_id, ts)
 
     def _add_ended(self, event: CallEnded, ts: float) -> None:
-        q = self._qindex.get(event.queue_id)
-        if q is None:
-            q = self.queue_index(event.queue_id)
-        if ts < self._first_seen[q]:
-            self._first_seen[q] = ts
+        q = self._call_queue(event.queue_id, ts)
         key = (q, event.call_id)
         call = self._calls.get(key)
         handle = event.talk_s + event.hold_s + event.wrap_s
