@@ -213,13 +213,13 @@ _Converted = tuple[
 
 class _Kept:
     """One queue's breakdowns as a tick built them, and what they were built from: the
-    tick, the queue's point-in-time figures, agents by site, primary window's figures and
-    sl_flowouts; per breakdown its parts by key index, those with calls waiting or owed
+    tick, the queue's point-in-time figures, agents by site and primary window's figures;
+    per breakdown its parts by key index, those with calls waiting or owed
     (their waits grow with `now`), the breakdowns, per breakdown the last JSON-ready
     values made of it, and those of all three when made of `out`."""
 
     __slots__ = (
-        "at_site", "json", "live", "miss", "out", "parts", "point", "primary", "tick", "values"
+        "at_site", "json", "live", "out", "parts", "point", "primary", "tick", "values"
     )  # fmt: skip
 
     def __init__(
@@ -228,7 +228,6 @@ class _Kept:
         point: PointInTime,
         at_site: dict[str, AgentCounts],
         primary: WindowMetrics,
-        miss: bool,
         parts: list[dict[int, _Part]],
         live: list[list[_Part]],
         out: Breakdowns,
@@ -238,7 +237,6 @@ class _Kept:
         self.point = point
         self.at_site = at_site
         self.primary = primary
-        self.miss = miss
         self.parts = parts
         self.live = live
         self.out = out
@@ -330,7 +328,7 @@ class BreakdownTable:
     def _build_all(self) -> list[Breakdowns]:
         """Every queue's breakdowns: those of the last tick where nothing they are built
         from changed (their waits taken again), the others built (`_build`)."""
-        now, spots, primary, miss = self.now, self.spots, self.primary, self.miss
+        now, spots, primary = self.now, self.spots, self.primary
         at_sites = list(map(self.site_agents.get, self.queue_ids, repeat(_NONE)))
         last = self._current()
         if last is None:
@@ -346,7 +344,6 @@ class BreakdownTable:
                 and kept.point is spots[q]
                 and kept.primary is primary[q]
                 and kept.at_site is at_sites[q]
-                and kept.miss == miss[q]
             ):
                 kept.tick = self.tick
                 if spots[q][0].waiting or spots[q][0].pending:  # the waits grew with `now`
@@ -359,31 +356,32 @@ class BreakdownTable:
     def _build(self, q: int, old: _Kept | None, at_site: dict[str, AgentCounts]) -> Breakdowns:
         """Queue `q`'s breakdowns, from the parts `old` kept where their sums and the
         point-in-time figures are the same."""
-        now, point, primary, miss = self.now, self.spots[q], self.primary[q], self.miss[q]
+        # (sl_flowouts, the one setting the figures read, is the same for every table
+        # that shares a `LastBreakdowns`: a settings change starts a new one)
+        now, point, primary = self.now, self.spots[q], self.primary[q]
         dims = self.dims_of[q]
         last = self._current()
-        kept = old if old is not None and old.miss == miss else None
         grows = point[0].waiting or point[0].pending  # the waits grow with `now`
         keep = [False] * len(dims)
         if (
-            kept is not None
-            and kept.tick == self.tick - 1
-            and kept.point is point
-            and kept.primary is primary
+            old is not None
+            and old.tick == self.tick - 1
+            and old.point is point
+            and old.primary is primary
         ):  # the last tick's point-in-time and primary figures: unchanged sums keep parts
             for dim, d in enumerate(dims):
                 same = d.same()
-                keep[dim] = same is not None and same[q] and (dim != 2 or kept.at_site is at_site)
+                keep[dim] = same is not None and same[q] and (dim != 2 or old.at_site is at_site)
         parts_of: list[dict[int, _Part]] = []
         live_of: list[list[_Part]] = []
         outs: list[dict[str, Breakdown]] = []
         for dim, d in enumerate(dims):
-            if kept is not None and keep[dim]:
-                parts, live, out = kept.parts[dim], kept.live[dim], kept.out[dim]
+            if old is not None and keep[dim]:
+                parts, live, out = old.parts[dim], old.live[dim], old.out[dim]
                 if grows:
                     out = _regrow(now, out, live)
             else:
-                parts, live, out = self._parts(q, dim, d, at_site if dim == 2 else None, kept)
+                parts, live, out = self._parts(q, dim, d, at_site if dim == 2 else None, old)
             parts_of.append(parts)
             live_of.append(live)
             outs.append(out)
@@ -391,7 +389,7 @@ class BreakdownTable:
         if last is not None:
             json: list[_Converted | None] = [None] * len(dims) if old is None else old.json
             last.built[q] = _Kept(
-                self.tick, point, at_site, primary, miss, parts_of, live_of, built, json
+                self.tick, point, at_site, primary, parts_of, live_of, built, json
             )
         return built
 

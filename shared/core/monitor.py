@@ -58,18 +58,6 @@ class JsonMemo:
         self._last, self._now = self._now, {}
 
 
-def _breakdown(b: Breakdown) -> dict[str, object]:
-    out: dict[str, object] = dict(b.window.as_json())
-    out["waiting"] = b.waiting
-    out["waiting_over_target"] = b.waiting_over_target
-    out["longest_wait_s"] = b.longest_wait_s
-    out["callbacks_pending"] = b.callbacks_pending
-    out["oldest_callback_s"] = b.oldest_callback_s
-    if b.agents is not None:
-        out["agents"] = b.agents.as_json()
-    return out
-
-
 def _windows(windows: dict[int, WindowMetrics], memo: JsonMemo | None = None) -> dict[str, object]:
     if memo is None:
         return {str(w): m.as_json() for w, m in windows.items()}
@@ -80,7 +68,7 @@ def _windows(windows: dict[int, WindowMetrics], memo: JsonMemo | None = None) ->
 
 def _keys(breakdowns: dict[str, Breakdown]) -> dict[str, object]:
     """A breakdown's keys as JSON-ready values."""
-    return {k: _breakdown(b) for k, b in breakdowns.items()}
+    return {k: b.as_json() for k, b in breakdowns.items()}
 
 
 def snapshot(
@@ -168,7 +156,7 @@ def centre_snapshot(c: CentreStats) -> Centre:
             "oldest_callback_s": c.totals.oldest_callback_s,
             "callbacks_expired": c.callbacks_expired,
             "agents": (c.totals.agents or AgentCounts()).as_json(),
-            "by_site": {k: _breakdown(b) for k, b in c.by_site.items()},
+            "by_site": {k: b.as_json() for k, b in c.by_site.items()},
         }
     )
 

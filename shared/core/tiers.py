@@ -520,7 +520,7 @@ def _breach_due(
 ) -> np.ndarray:
     """contract 5: which queues' figures would raise the sl_breach alert (see
     `_step_breach`), from their `windows` and `waiting_over_target`."""
-    primary = map(itemgetter(s.windows_s[0]), windows)
+    primary = map(itemgetter(s.primary_window_s), windows)
     # None -> nan, never below; the counts are exact as floats
     figures = np.array(list(chain.from_iterable(map(_RATE, primary))), np.float64)
     figures = figures.reshape(len(over), 2)

@@ -23,7 +23,7 @@ from shared.core.figures import (
     WindowMetrics,
     window_of,
 )
-from shared.core.monitor import Monitor, _breakdown
+from shared.core.monitor import Monitor
 from shared.events import parse_event
 from shared.forecast import Forecast
 from shared.queue_settings import QueueSettings
@@ -176,7 +176,7 @@ def test_kept_breakdowns_equal_those_built_afresh(seed: int) -> None:
             ):
                 assert exact(got) == exact(expected), (tick, stats.queue_id, name)
                 assert got == getattr(stats, name)
-                converted = {k: _breakdown(b) for k, b in expected.items()}
+                converted = {k: b.as_json() for k, b in expected.items()}
                 assert snap[name] == converted
                 assert orjson.dumps(json) == orjson.dumps(converted), (tick, stats.queue_id, name)
                 checked += len(got)
@@ -224,6 +224,4 @@ def test_a_table_read_after_a_newer_tick_is_built_afresh() -> None:
             table.queue(stats.index), want, stats.breakdowns_json(), strict=True
         ):
             assert exact(got) == exact(expected)
-            assert orjson.dumps(json) == orjson.dumps(
-                {k: _breakdown(b) for k, b in expected.items()}
-            )
+            assert orjson.dumps(json) == orjson.dumps({k: b.as_json() for k, b in expected.items()})

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from shared.core.engine import Engine
 from shared.core.figures import QueueStats
-from shared.core.monitor import Monitor, _breakdown
+from shared.core.monitor import Monitor
 from shared.events import parse_event
 from shared.queue_settings import QueueSettings
 from tests.conftest import iso
@@ -127,6 +127,6 @@ def test_monitor_snapshots_equal_their_figures_at_every_tick(
             assert snap["windows"] == {str(w): m.as_json() for w, m in stats.windows.items()}
             assert snap["agents"] == stats.agents.as_json()
             for name in ("by_priority", "by_channel", "by_site"):
-                fresh = {k: _breakdown(b) for k, b in getattr(stats, name).items()}
+                fresh = {k: b.as_json() for k, b in getattr(stats, name).items()}
                 assert snap[name] == fresh, (now, name)
         assert len(out.models) == len(out.snapshots)  # every snapshot still validates

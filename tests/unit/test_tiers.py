@@ -54,6 +54,7 @@ def stats(
     within: int = 0,
     offered: int = 0,
     over: int = 0,
+    queue_id: str = "q",
 ) -> QueueStats:
     live = within / (offered + over) if offered + over else None
     window = WindowMetrics(
@@ -64,7 +65,7 @@ def stats(
     )  # fmt: skip
     primary = counts.get(settings.surge_window_s, (0, None))
     return QueueStats(
-        queue_id="q", now=NOW + at, windows=dict.fromkeys(settings.windows_s, window),
+        queue_id=queue_id, now=NOW + at, windows=dict.fromkeys(settings.windows_s, window),
         waiting=over, waiting_over_target=over, longest_wait_s=0.0, agents=AgentCounts(),
         surge_arrivals=primary[0], baseline_arrivals=primary[1], settings=settings,
         surge_counts=counts,

@@ -11,39 +11,11 @@ import numpy as np
 import pytest
 from scipy.special import gammainc  # type: ignore[import-untyped]  # scipy ships no stubs
 
-from shared.core.figures import AgentCounts, QueueStats, WindowMetrics
 from shared.core.tiers import QueueAlertState, SurgeView, TickResult, step, step_many
 from shared.forecast import Forecast
 from shared.queue_settings import QueueSettings
 from tests.conftest import T0
-
-NOW = T0.timestamp()
-ONE = QueueSettings(surge_windows_s=[300], surge_p_value=1e-4)
-
-
-def stats(
-    queue_id: str,
-    at: float,
-    counts: dict[int, tuple[int, int | None]],
-    settings: QueueSettings = ONE,
-    within: int = 0,
-    offered: int = 0,
-    over: int = 0,
-) -> QueueStats:
-    live = within / (offered + over) if offered + over else None
-    window = WindowMetrics(
-        arrivals=0, answered=offered, answered_within_target=within,
-        short_abandoned=0, abandoned=0, callbacks=0, overflowed=0, offered=offered,
-        answer_rate=within / offered if offered else None, answer_rate_live=live,
-        abandon_rate=0.0 if offered else None, asa_s=None, aht_s=None,
-    )  # fmt: skip
-    primary = counts.get(settings.surge_window_s, (0, None))
-    return QueueStats(
-        queue_id=queue_id, now=NOW + at, windows=dict.fromkeys(settings.windows_s, window),
-        waiting=over, waiting_over_target=over, longest_wait_s=0.0, agents=AgentCounts(),
-        surge_arrivals=primary[0], baseline_arrivals=primary[1], settings=settings,
-        surge_counts=counts,
-    )  # fmt: skip
+from tests.unit.test_tiers import NOW, ONE, stats
 
 
 def test_the_same_p_as_the_scalar_call() -> None:
@@ -64,9 +36,9 @@ def test_a_calm_queue_a_surge_and_a_breach_at_once() -> None:
     ticks = step_many(
         [QueueAlertState(), QueueAlertState(), QueueAlertState()],
         [
-            stats("q1", 0, {300: (50, 600)}),
-            stats("q2", 0, {300: (120, 600)}),
-            stats("q3", 0, {300: (50, 600)}, within=7, offered=12),
+            stats(0, {300: (50, 600)}, queue_id="q1"),
+            stats(0, {300: (120, 600)}, queue_id="q2"),
+            stats(0, {300: (50, 600)}, within=7, offered=12, queue_id="q3"),
         ],
         [None, None, None],
     )
@@ -161,7 +133,7 @@ def test_many_queues_tick_by_tick_as_one_by_one(shared: bool) -> None:
             within = min(offered, round(offered * service[q]))
             over = rng.choice([0] * 8 + [1, 2])
             counts = _counts(rng, s, rate[q], surge[q], seen[q])
-            all_stats.append(stats(q, at, counts, s, within, offered, over))
+            all_stats.append(stats(at, counts, s, within, offered, over, queue_id=q))
         forecasts = [forecast[q] for q in queues]
         ticks = step_many([new[q] for q in queues], all_stats, forecasts)
         results: list[TickResult] = []
