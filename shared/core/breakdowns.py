@@ -211,6 +211,7 @@ _Converted = tuple[
 ]
 
 
+@dataclass(slots=True)
 class _Kept:
     """One queue's breakdowns as a tick built them, and what they were built from: the
     tick, the queue's point-in-time figures, agents by site and primary window's figures;
@@ -218,30 +219,15 @@ class _Kept:
     (their waits grow with `now`), the breakdowns, per breakdown the last JSON-ready
     values made of it, and those of all three when made of `out`."""
 
-    __slots__ = (
-        "at_site", "json", "live", "out", "parts", "point", "primary", "tick", "values"
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        tick: int,
-        point: PointInTime,
-        at_site: dict[str, AgentCounts],
-        primary: WindowMetrics,
-        parts: list[dict[int, _Part]],
-        live: list[list[_Part]],
-        out: Breakdowns,
-        json: list[_Converted | None],
-    ) -> None:
-        self.tick = tick
-        self.point = point
-        self.at_site = at_site
-        self.primary = primary
-        self.parts = parts
-        self.live = live
-        self.out = out
-        self.json = json
-        self.values: tuple[Breakdowns, tuple[dict[str, object], ...]] | None = None
+    tick: int
+    point: PointInTime
+    at_site: dict[str, AgentCounts]
+    primary: WindowMetrics
+    parts: list[dict[int, _Part]]
+    live: list[list[_Part]]
+    out: Breakdowns
+    json: list[_Converted | None]
+    values: tuple[Breakdowns, tuple[dict[str, object], ...]] | None = None
 
 
 class LastBreakdowns:
