@@ -214,7 +214,8 @@ class DispatcherShell:
     async def on_floor_event(self, _record: ConsumerRecord, event: CallEvent | AgentEvent) -> None:
         if self.engine.add(event) and isinstance(event, CallEnded):
             handle = event.talk_s + event.hold_s + event.wrap_s
-            self.shares.add(event.ts.timestamp(), event.agent_id, event.queue_id, handle)
+            # the time `add` just converted, read rather than converted again
+            self.shares.add(self.engine.last_ts, event.agent_id, event.queue_id, handle)
 
     async def _check_caught_up(self) -> None:
         if self.caught_up or self.floor_consumer is None:

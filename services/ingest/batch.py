@@ -175,7 +175,7 @@ def validate_items(items: list[object], source: str, bounds: Bounds, flat: bool 
             except InvalidEvent as exc:
                 batch.rejected.append(Rejection(index, event_id, exc.errors))
                 continue
-        epoch = event.ts.timestamp()
+        epoch = event.epoch
         if not earliest <= epoch <= latest:
             batch.rejected.append(Rejection(index, event_id, ts_errors(epoch, bounds)))
             continue
