@@ -581,8 +581,12 @@ async def tick_forever(
         began = time.monotonic()
         try:
             # as_of names exactly this now; bounded, so a broker that lost its topics (the
-            # producer then waits for them) is noticed and mended within a few ticks
-            await asyncio.wait_for(shell.tick(whole_ms(clock())), max(5.0, 3 * tick_s))
+            # producer then waits for them) is noticed and mended within a few ticks; a
+            # timeout scope, not `wait_for`: Python 3.11's `wait_for` drops a cancellation
+            # that comes as the tick finishes, and the loop would go on ticking through the
+            # service's shutdown with the clients it closes
+            async with asyncio.timeout(max(5.0, 3 * tick_s)):
+                await shell.tick(whole_ms(clock()))
         except (KafkaError, RedisError, OSError, TimeoutError):
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -590,7 +594,8 @@ async def tick_forever(
             log.warning("tick failed; retried at the next tick", exc_info=True)
             await recreate_topics(shell)
         try:
-            await asyncio.wait_for(shell.update_lag(), tick_s)
+            async with asyncio.timeout(tick_s):
+                await shell.update_lag()
         except (KafkaError, OSError, TimeoutError):
             log.debug("lag not measured this tick", exc_info=True)
         await asyncio.sleep(max(0.0, tick_s - (time.monotonic() - began)))
