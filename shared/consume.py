@@ -29,6 +29,7 @@ from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
 from shared.kafka import dumps
+from shared.tasks import within
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -165,7 +166,7 @@ class ConsumerLoop(Generic[T]):
             parts = list(self.consumer.assignment())
             if not parts:
                 return
-            ends = await asyncio.wait_for(self.consumer.end_offsets(parts), 5.0)
+            ends = await within(self.consumer.end_offsets(parts), 5.0)
             behind = shrunk(ends, self._ends)
             self._ends = {tp: ends[tp] for tp in parts if tp in ends}
             if behind:
@@ -262,7 +263,7 @@ class ConsumerLoop(Generic[T]):
 
     async def _commit(self) -> None:
         try:  # bounded: a broker that lost the topic would have it retried forever
-            await asyncio.wait_for(self.consumer.commit(), self.commit_timeout_s)
+            await within(self.consumer.commit(), self.commit_timeout_s)
         except (KafkaError, TimeoutError):  # a rebalance or a lost topic: read again later
             log.warning("commit failed; records may be read again", exc_info=True)
 

@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaError
 
 from shared.errors import Unavailable
 from shared.settings import CommonSettings
+from shared.tasks import within
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ async def acknowledged(sending: Awaitable[None], timeout_s: float) -> None:
     """Wait for records handed to the producer and their acks, at most `timeout_s`;
     else BrokerUnavailable (a 503 with Retry-After at ingest)."""
     try:
-        await asyncio.wait_for(sending, timeout_s)
+        await within(sending, timeout_s)
     except (TimeoutError, KafkaError) as exc:
         reason = f"broker did not acknowledge within {timeout_s:g} s: {exc!r}"
         raise BrokerUnavailable(reason) from exc
@@ -116,8 +117,8 @@ async def broker_reachable(settings: CommonSettings, timeout_s: float = 2.0) -> 
         bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=int(timeout_s * 1000)
     )
     try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-        await asyncio.wait_for(admin.list_topics(), timeout_s)
+        await within(admin.start(), timeout_s)
+        await within(admin.list_topics(), timeout_s)
         return True
     except (TimeoutError, KafkaError, OSError):
         return False

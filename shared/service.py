@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.errors import FloorwatchError
 from shared.http import JsonResponse, health_router, json_response
-from shared.tasks import TaskGroup
+from shared.tasks import TaskGroup, within
 
 
 @dataclass
@@ -50,7 +50,7 @@ class ReadTimeout:
 
         async def bounded() -> Message:
             try:
-                return await asyncio.wait_for(receive(), self.timeout_s)
+                return await within(receive(), self.timeout_s)
             except TimeoutError:
                 return {"type": "http.disconnect"}
 

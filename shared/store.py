@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -13,6 +12,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from shared.settings import CommonSettings
+from shared.tasks import within
 
 log = logging.getLogger(__name__)
 Model = TypeVar("Model", bound=BaseModel)
@@ -187,7 +187,7 @@ def text(value: bytes | str) -> str:
 async def redis_reachable(client: aioredis.Redis, timeout_s: float = 2.0) -> bool:
     """True when Redis answers PING within the bound."""
     try:
-        return bool(await asyncio.wait_for(client.ping(), timeout_s))
+        return bool(await within(client.ping(), timeout_s))
     except (TimeoutError, RedisError, OSError):
         return False
 

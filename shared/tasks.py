@@ -6,13 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Coroutine
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 # Any: a coroutine's send and throw types are irrelevant to its owner
 Job = Coroutine[Any, Any, None]
+
+T = TypeVar("T")
 
 STOP_TIMEOUT_S = 10.0  # how long a stop waits for cancelled tasks before naming them
 
@@ -92,3 +94,11 @@ async def cancel_all(
     if left:
         log.error("tasks did not end %.0f s after cancel: %s", timeout_s, ", ".join(left))
     return left
+
+
+async def within(work: Awaitable[T], timeout_s: float) -> T:
+    """`await work`, at most `timeout_s` (then TimeoutError): `asyncio.wait_for` without
+    its flaw on Python 3.11, which drops a cancellation that comes as the work finishes,
+    so a loop cancelled at that moment went on running through its service's shutdown."""
+    async with asyncio.timeout(timeout_s):
+        return await work

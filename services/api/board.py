@@ -22,6 +22,7 @@ from services.api.fanout import Client, Fanout
 from services.api.state import ApiState
 from shared.errors import FloorwatchError, NotFound
 from shared.http import JsonResponse, bearer_token, json_response
+from shared.tasks import within
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -120,7 +121,7 @@ class SocketRefused(FloorwatchError):
 async def _first_message_token(ws: WebSocket) -> str | None:
     """A token sent as the first message (`{"token": ...}`): never in a URL, so never logged."""
     try:
-        first = await asyncio.wait_for(ws.receive_text(), 10)
+        first = await within(ws.receive_text(), 10)
         message = orjson.loads(first)
     except (TimeoutError, orjson.JSONDecodeError, WebSocketDisconnect):
         return None

@@ -54,6 +54,7 @@ from shared.events import AgentEvent, CallEvent, event_key, is_agent_event
 from shared.http import JsonResponse, bearer_token, json_response
 from shared.kafka import BrokerUnavailable, ensure_topics, new_producer
 from shared.store import Keys
+from shared.tasks import within
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +183,7 @@ class InFlight:
                 return False
             self.freed.clear()
             try:
-                await asyncio.wait_for(self.freed.wait(), remaining)
+                await within(self.freed.wait(), remaining)
             except TimeoutError:
                 return False
         return True
@@ -443,8 +444,8 @@ class IngestService:
                 producer = new_producer(self.settings, bound)
                 try:
                     # a broker that came back may have lost its topics: create them first
-                    await asyncio.wait_for(ensure_topics(self.settings), bound)
-                    await asyncio.wait_for(producer.start(), bound)
+                    await within(ensure_topics(self.settings), bound)
+                    await within(producer.start(), bound)
                 except Exception as exc:  # noqa: BLE001  # any start failure means "unavailable"
                     await _close_quietly(producer)
                     raise BrokerUnavailable(f"broker unreachable: {exc!r}") from exc
@@ -463,7 +464,7 @@ class IngestService:
 
 async def _close_quietly(producer: AIOKafkaProducer) -> None:
     try:
-        await asyncio.wait_for(producer.stop(), 2.0)
+        await within(producer.stop(), 2.0)
     except Exception:  # noqa: BLE001  # a dead broker makes stop() fail in many ways
         log.warning("producer did not stop cleanly", exc_info=True)
 

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 
 from shared.kafka import ensure_topics, lost_topics
 from shared.settings import CommonSettings
+from shared.tasks import within
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +66,10 @@ class TopicGuard:
 
     async def check(self) -> bool:
         """Make the topics the broker does not list; True when there were any."""
-        missing = await asyncio.wait_for(lost_topics(self.settings), self.timeout_s)
+        missing = await within(lost_topics(self.settings), self.timeout_s)
         if not missing:
             return False
-        created = await asyncio.wait_for(ensure_topics(self.settings), self.timeout_s)
+        created = await within(ensure_topics(self.settings), self.timeout_s)
         self.made += 1
         log.warning("the broker had lost its topics; made again", extra={"topics": created})
         return True

@@ -40,7 +40,7 @@ from shared.messages.alerts import AlertChange, AlertRecord, apply_change
 from shared.messages.intervals import Interval
 from shared.queue_settings import QueueSettings
 from shared.store import JsonHash, Keys, atomic_update, text
-from shared.tasks import TaskGroup
+from shared.tasks import TaskGroup, within
 from shared.timefmt import iso_ms, whole_ms
 
 log = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class _Rewind(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ship
         consumer = self.shell.consumer
         if consumer is not None and revoked:
             try:  # bounded: a broker that lost the topic would have it retried forever
-                await asyncio.wait_for(consumer.commit(), 5.0)
+                await within(consumer.commit(), 5.0)
             except (KafkaError, TimeoutError):
                 log.warning("commit on revocation failed", exc_info=True)
 
@@ -270,7 +270,7 @@ class MonitorShell:
                 before, strikes = None, 0
                 continue
             try:
-                ends = await asyncio.wait_for(consumer.end_offsets(parts), 5.0)
+                ends = await within(consumer.end_offsets(parts), 5.0)
             except (KafkaError, TimeoutError):
                 continue
             positions = {tp: await _position(consumer, tp) for tp in parts}
@@ -289,10 +289,10 @@ class MonitorShell:
         self.leave(list(self.owned))  # the new member will most likely be given them again
         if consumer is not None:
             try:
-                await asyncio.wait_for(consumer.stop(), 10.0)
+                await within(consumer.stop(), 10.0)
             except (KafkaError, TimeoutError):
                 log.warning("old events consumer did not stop cleanly", exc_info=True)
-        await asyncio.wait_for(self.open_consumer(), 30.0)
+        await within(self.open_consumer(), 30.0)
         self.start_consuming()
 
     async def stop(self) -> None:
@@ -581,12 +581,8 @@ async def tick_forever(
         began = time.monotonic()
         try:
             # as_of names exactly this now; bounded, so a broker that lost its topics (the
-            # producer then waits for them) is noticed and mended within a few ticks; a
-            # timeout scope, not `wait_for`: Python 3.11's `wait_for` drops a cancellation
-            # that comes as the tick finishes, and the loop would go on ticking through the
-            # service's shutdown with the clients it closes
-            async with asyncio.timeout(max(5.0, 3 * tick_s)):
-                await shell.tick(whole_ms(clock()))
+            # producer then waits for them) is noticed and mended within a few ticks
+            await within(shell.tick(whole_ms(clock())), max(5.0, 3 * tick_s))
         except (KafkaError, RedisError, OSError, TimeoutError):
             task = asyncio.current_task()
             if task is not None and task.cancelling():
@@ -594,8 +590,7 @@ async def tick_forever(
             log.warning("tick failed; retried at the next tick", exc_info=True)
             await recreate_topics(shell)
         try:
-            async with asyncio.timeout(tick_s):
-                await shell.update_lag()
+            await within(shell.update_lag(), tick_s)
         except (KafkaError, OSError, TimeoutError):
             log.debug("lag not measured this tick", exc_info=True)
         await asyncio.sleep(max(0.0, tick_s - (time.monotonic() - began)))
@@ -630,7 +625,7 @@ async def recreate_topics(shell: MonitorShell) -> None:
     """After a failed tick: make the topics again if the broker lost them (the local
     broker keeps them in memory), so publishing resumes within a tick of its return."""
     try:
-        created = await asyncio.wait_for(ensure_topics(shell.settings), shell.settings.tick_s * 2)
+        created = await within(ensure_topics(shell.settings), shell.settings.tick_s * 2)
     except (KafkaError, OSError, TimeoutError):
         log.debug("topics not checked: broker still away", exc_info=True)
         return
@@ -642,7 +637,7 @@ async def recreate_topics(shell: MonitorShell) -> None:
 async def _position(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
     """A partition's position, or -1 while the consumer cannot say (never blocks a tick)."""
     try:
-        position: int = await asyncio.wait_for(consumer.position(tp), 0.5)
+        position: int = await within(consumer.position(tp), 0.5)
     except (KafkaError, TimeoutError):
         return -1
     return position
