@@ -29,6 +29,7 @@ from shared.core.tiers import QueueAlertState
 from shared.events import (
     AGENT_EVENTS,
     AgentEvent,
+    AnyEvent,
     CallEvent,
     InvalidEvent,
     decode_event,
@@ -313,9 +314,7 @@ class MonitorShell:
         for queue_id, value in raw.items():
             self.monitor.states[text(queue_id)] = QueueAlertState.from_json(orjson.loads(value))
 
-    def loop(
-        self, consumer: AIOKafkaConsumer, commit: bool
-    ) -> ConsumerLoop[CallEvent | AgentEvent]:
+    def loop(self, consumer: AIOKafkaConsumer, commit: bool) -> ConsumerLoop[AnyEvent]:
         """The shared consumer loop, feeding the engine; bad records go to the DLQ."""
         assert self.producer is not None  # noqa: S101  # started before consuming
         dlq = DeadLetters(
@@ -335,28 +334,28 @@ class MonitorShell:
         """Feed records to the engine until cancelled."""
         await self.loop(consumer, commit).run()
 
-    async def handle(self, record: ConsumerRecord, event: CallEvent | AgentEvent) -> None:
+    async def handle(self, record: ConsumerRecord, event: AnyEvent) -> None:
         """Count one event (the loop's way for what a batch did not finish)."""
         await self.handle_many(Batch([record], [event]))
 
-    async def handle_many(self, batch: Batch[CallEvent | AgentEvent]) -> None:
-        """Count a poll's good events in order, with the metrics once."""
-        add, roster = self.monitor.add, self.roster
-        done = counted = 0
-        try:
-            for event in batch.values:
-                if add(event):
-                    counted += 1
-                    if event.__class__ in AGENT_EVENTS:
-                        roster.add(event.agent_id)
-                done += 1
-        finally:  # on a failure the loop hands the rest to `handle`, one by one
-            batch.done = done
-            self.processed += done
-            if counted:
-                self.metrics.events.labels("counted").inc(counted)
-            if done > counted:
-                self.metrics.events.labels("skipped").inc(done - counted)
+    async def handle_many(self, batch: Batch[AnyEvent]) -> None:
+        """Count a poll's good events in order, with the metrics once. Should counting
+        fail part way, the loop hands every record to `handle` again: those counted
+        already are seen before, so none is counted twice."""
+        times = self.monitor.add_many(batch.values)
+        roster = self.roster
+        counted = 0
+        for event, ts in zip(batch.values, times, strict=True):
+            if ts == ts:  # counted: not NaN
+                counted += 1
+                if event.__class__ in AGENT_EVENTS:
+                    roster.add(event.agent_id)
+        batch.done = len(times)
+        self.processed += len(times)
+        if counted:
+            self.metrics.events.labels("counted").inc(counted)
+        if len(times) > counted:
+            self.metrics.events.labels("skipped").inc(len(times) - counted)
 
     def leave(self, revoked: Iterable[TopicPartition]) -> None:
         """Revoked partitions stay reported on for at most LEAVING_S, or until assigned."""
@@ -603,7 +602,7 @@ def _decode(value: bytes | None) -> CallEvent | AgentEvent:
         raise Poison("; ".join(exc.errors)) from None
 
 
-def _decode_many(values: list[bytes]) -> list[CallEvent | AgentEvent | Poison]:
+def _decode_many(values: list[bytes]) -> list[AnyEvent | Poison]:
     """A poll's records decoded in one call; each invalid one a Poison saying why."""
     return [
         Poison("; ".join(e.errors)) if isinstance(e, InvalidEvent) else e

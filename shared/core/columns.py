@@ -131,13 +131,15 @@ class EventLog:
         self.start = 0
         self.end = 0
         # buffered rows, flat: row i is [i * ROW : (i + 1) * ROW] (one tuple a row would be
-        # an object the cyclic collector walks until `flush`)
-        self._pending: list[float | int] = []
-        self._next_seq = 0
+        # an object the cyclic collector walks until `flush`); a bulk writer (the engine's
+        # `add_many`) extends it with whole rows in `_COLUMNS` order, each with the
+        # sequence number it takes from `next_seq`, as `append` does
+        self.pending: list[float | int] = []
+        self.next_seq = 0  # the sequence number of the next row
         self.version = 0  # counts merges: ts, queue and kind change only in `flush`
 
     def __len__(self) -> int:
-        return self.end - self.start + len(self._pending) // ROW
+        return self.end - self.start + len(self.pending) // ROW
 
     def append(
         self,
@@ -149,15 +151,15 @@ class EventLog:
         attrs: int = DEFAULT_ATTRS,
     ) -> int:
         """Buffer one event; returns its sequence number (for a later `resolve`)."""
-        seq = self._next_seq
-        self._next_seq = seq + 1
-        self._pending += (ts, queue, kind, wait, handle, seq, attrs)
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        self.pending += (ts, queue, kind, wait, handle, seq, attrs)
         return seq
 
     def resolve(self, ts: float, seq: int, wait: float | None, attrs: int | None) -> None:
         """Fill in an event's wait and its call's priority, channel and site (each unless
         None) once the call's `call.queued` (or callback request) has arrived."""
-        pending = self._pending
+        pending = self.pending
         if pending and seq >= pending[_SEQ]:
             # buffered rows carry consecutive sequence numbers
             i = (seq - int(pending[_SEQ])) * ROW
@@ -178,10 +180,10 @@ class EventLog:
 
     def flush(self) -> None:
         """Merge buffered events into the sorted columns."""
-        if not self._pending:
+        if not self.pending:
             return
-        rows = self._pending
-        self._pending = []
+        rows = self.pending
+        self.pending = []
         self.version += 1
         n = len(rows) // ROW
         self._reserve(n)

@@ -60,29 +60,30 @@ from shared.core.figures import (
     centre,
 )
 from shared.events import (
-    AgentEvent,
     AgentSkillsChanged,
     AgentStateChanged,
+    AnyEvent,
     CallAbandoned,
     CallAnswered,
     CallbackCompleted,
     CallbackRequested,
     CallEnded,
-    CallEvent,
     CallOverflowed,
     CallQueued,
 )
+from shared.fastcalls import (
+    FastAbandoned,
+    FastAnswered,
+    FastCallbackCompleted,
+    FastCallbackRequested,
+    FastEnded,
+    FastOverflowed,
+    FastQueued,
+)
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
-from shared.timefmt import epoch
 
 log = logging.getLogger(__name__)
 BASELINE_S = 3600.0  # contract 5: the baseline is the hour before the surge window
-_TERMINAL: dict[type, int] = {
-    CallAnswered: ANSWERED,
-    CallAbandoned: ABANDONED,
-    CallbackRequested: CALLBACK,
-    CallOverflowed: OVERFLOWED,
-}
 _CHANNEL_BITS = {name: i << CHANNEL_SHIFT for i, name in enumerate(CHANNELS)}
 _PRIORITY_KEYS = tuple(str(p) for p in range(PRIORITIES))
 _DEFAULT_ATTRS: Attrs = DEFAULT_ATTRS
@@ -176,34 +177,126 @@ class Engine:
             self.site_ids.append(site)
         return index
 
-    def add(self, event: CallEvent | AgentEvent) -> bool:
-        """Count one event; False when it was seen before (by source and event_id)."""
-        source = event.source
-        key = (source, event.event_id) if source else event.event_id
-        ts = epoch(event.ts)
-        seen = self._seen
-        held = len(seen)
-        seen.setdefault(key, ts)  # one probe of the dedup table, not a lookup then a write
-        if len(seen) == held:
-            return False
-        if ts <= self.horizon - self._retention or ts <= self.floor:
-            del seen[key]  # too old to count: not remembered either
-            self.skipped_old += 1
-            return False
-        self.last_ts = ts
-        if ts < self.first_ts:
-            self.first_ts = ts
-        # one dict lookup by class rather than a chain of isinstance checks
-        handler = _HANDLERS.get(event.__class__)
-        if handler is None:
-            raise TypeError(f"not an event: {event.type}")
-        handler(self, event, ts)
-        return True
+    def add(self, event: AnyEvent) -> bool:
+        """Count one event; False when it was seen before (by source and event_id) or is
+        too old to matter."""
+        return not math.isnan(self.add_many((event,))[0])
 
-    def add_many(self, events: Iterable[CallEvent | AgentEvent]) -> int:
-        """Count these events in order (as `add` each); how many were new."""
-        add = self.add
-        return sum([add(e) for e in events])
+    def add_many(self, events: Iterable[AnyEvent]) -> list[float]:
+        """Count these events in order; per event its time in seconds, or NaN when it was
+        not counted (seen before, by source and event_id, or too old to matter).
+
+        One loop for every event: the state a call event touches is bound once per batch,
+        and the common kinds (queued, answered, abandoned, callback requested, overflowed,
+        ended) are counted here, the rare ones by their handlers."""
+        seen, log, kinds = self._seen, self.log, _KINDS
+        pending, qindex, first_seen = log.pending, self._qindex, self._first_seen
+        calls, unresolved, dirty = self._calls, self._unresolved, self._dirty
+        open_of, early_of, callbacks_of = self._open, self._closed_early, self._callbacks
+        horizon, channel_bits = self.horizon, _CHANNEL_BITS
+        too_old = max(horizon - self._retention, self.floor)
+        nan, inf, first_ts, last_ts = math.nan, math.inf, self.first_ts, self.last_ts
+        times: list[float] = []
+        for event in events:
+            source = event.source
+            key = (source, event.event_id) if source else event.event_id
+            ts = event.epoch
+            held = len(seen)
+            seen.setdefault(key, ts)  # one probe of the dedup table, not a lookup then a write
+            if len(seen) == held:
+                times.append(nan)
+                continue
+            if ts <= too_old:
+                del seen[key]  # too old to count: not remembered either
+                self.skipped_old += 1
+                times.append(nan)
+                continue
+            times.append(ts)
+            last_ts = ts
+            if ts < first_ts:
+                first_ts = self.first_ts = ts
+            kind = kinds.get(event.__class__)
+            if kind is None:  # an agent event, or no event at all
+                self.last_ts = ts
+                handler = _HANDLERS.get(event.__class__)
+                if handler is None:
+                    raise TypeError(f"not an event: {event.__class__.__name__}")
+                handler(self, event, ts)
+                continue
+            # a call event (`event` is one of its kind's classes: `_KINDS`)
+            call_id = event.call_id  # type: ignore[union-attr]
+            q = qindex.get(event.queue_id)  # type: ignore[union-attr]
+            if q is None:
+                q = self.queue_index(event.queue_id)  # type: ignore[union-attr]
+            if ts < first_seen[q]:
+                first_seen[q] = ts
+            at = (q, call_id)
+            call = calls.get(at)
+            if kind == CB_CONNECTED:  # a callback completion (its kind is by its outcome)
+                dirty.add(q)
+                self._callback_completed(q, event, ts, call)  # type: ignore[arg-type]
+                continue
+            seq = log.next_seq
+            log.next_seq = seq + 1
+            if kind == QUEUED:
+                attrs = event.priority | channel_bits[event.channel]  # type: ignore[union-attr,operator]
+                if event.site is not None:
+                    attrs |= self.site_index(event.site) << SITE_SHIFT
+                pending += (ts, q, QUEUED, nan, nan, seq, attrs)
+                dirty.add(q)
+                first = call is None or ts < call[0]
+                if first:
+                    calls[at] = (ts, attrs)
+                if unresolved:
+                    for event_ts, event_seq, unknown_wait in unresolved.pop(at, ()):
+                        if unknown_wait:
+                            log.resolve(event_ts, event_seq, max(0.0, event_ts - ts), attrs)
+                        elif attrs != _DEFAULT_ATTRS:  # the event was logged with the defaults
+                            log.resolve(event_ts, event_seq, None, attrs)
+                callbacks = callbacks_of[q]
+                if callbacks and first:  # a callback requested before its call.queued
+                    callback = callbacks.get(call_id)
+                    if callback is not None:
+                        callback.attrs = attrs
+                early = early_of[q]
+                closed = early.pop(call_id, inf) if early else inf
+                if closed <= horizon:
+                    continue
+                waiting = open_of[q]
+                current = waiting.get(call_id)
+                if current is None or ts < current.queued_ts:
+                    waiting[call_id] = OpenCall(ts, attrs, closed)
+            elif kind == ENDED:
+                handle = event.talk_s + event.hold_s + event.wrap_s  # type: ignore[union-attr]
+                attrs = _DEFAULT_ATTRS if call is None else call[1]
+                pending += (ts, q, ENDED, nan, handle, seq, attrs)
+                if call is None:
+                    unresolved.setdefault(at, []).append((ts, seq, False))
+            else:  # answered, abandoned, callback requested, overflowed: it stops waiting
+                dirty.add(q)
+                wait = event.wait_s  # type: ignore[union-attr]
+                if call is None:
+                    attrs = _DEFAULT_ATTRS
+                else:
+                    attrs = call[1]
+                    if wait is None:  # contract 1: ts minus the call's call.queued, at least 0
+                        since = ts - call[0]
+                        wait = since if since > 0.0 else 0.0
+                pending += (ts, q, kind, nan if wait is None else wait, nan, seq, attrs)
+                if call is None:
+                    unresolved.setdefault(at, []).append((ts, seq, wait is None))
+                entry = open_of[q].get(call_id)
+                if entry is None:
+                    self._close(q, call_id, ts)
+                else:
+                    if ts < entry.closed_ts:
+                        entry.closed_ts = ts
+                    if entry.closed_ts <= horizon:
+                        del open_of[q][call_id]
+                if kind == CALLBACK:
+                    self._callback_requested(q, call_id, ts)
+        self.last_ts = last_ts
+        return times
 
     def _add_agent(self, event: AgentStateChanged | AgentSkillsChanged, ts: float) -> None:
         self._agents_counted = None
@@ -224,94 +317,6 @@ class Engine:
             agent.pool = event.pool
             for queue_id in agent.serving | agent.skills.keys():
                 self.queue_index(queue_id)
-
-    def _call_queue(self, queue_id: str, ts: float) -> int:
-        """The queue's index; its earliest call event time updated."""
-        q = self._qindex.get(queue_id)
-        if q is None:
-            q = self.queue_index(queue_id)
-        if ts < self._first_seen[q]:
-            self._first_seen[q] = ts
-        return q
-
-    def _add_queued(self, event: CallQueued, ts: float) -> None:
-        q = self._call_queue(event.queue_id, ts)
-        site = event.site
-        attrs = event.priority | _CHANNEL_BITS[event.channel]
-        if site is not None:
-            attrs |= self.site_index(site) << SITE_SHIFT
-        self.log.append(ts, q, QUEUED, math.nan, math.nan, attrs)
-        self._dirty.add(q)
-        call_id = event.call_id
-        key = (q, call_id)
-        known = self._calls.get(key)
-        if known is None or ts < known[0]:
-            self._calls[key] = (ts, attrs)
-        if self._unresolved:
-            for event_ts, seq, unknown_wait in self._unresolved.pop(key, ()):
-                if unknown_wait:
-                    self.log.resolve(event_ts, seq, max(0.0, event_ts - ts), attrs)
-                elif attrs != _DEFAULT_ATTRS:  # the event was logged with the defaults
-                    self.log.resolve(event_ts, seq, None, attrs)
-        callbacks = self._callbacks[q]
-        if callbacks:  # a callback requested before its call.queued arrived
-            callback = callbacks.get(call_id)
-            if callback is not None and (known is None or ts < known[0]):
-                callback.attrs = attrs
-        early = self._closed_early[q]
-        closed = early.pop(call_id, math.inf) if early else math.inf
-        if closed <= self.horizon:
-            return
-        current = self._open[q].get(call_id)
-        if current is None or ts < current.queued_ts:
-            self._open[q][call_id] = OpenCall(ts, attrs, closed)
-
-    def _add_terminal(
-        self, event: CallAnswered | CallAbandoned | CallbackRequested | CallOverflowed, ts: float
-    ) -> None:
-        q = self._call_queue(event.queue_id, ts)
-        self._dirty.add(q)
-        call_id = event.call_id
-        key = (q, call_id)
-        call = self._calls.get(key)
-        kind = _TERMINAL[event.__class__]
-        wait = event.wait_s
-        if call is None:
-            attrs = _DEFAULT_ATTRS
-        else:
-            attrs = call[1]
-            if wait is None:  # contract 1: ts minus the call's call.queued, at least 0
-                since = ts - call[0]
-                wait = since if since > 0.0 else 0.0
-        seq = self.log.append(ts, q, kind, math.nan if wait is None else wait, math.nan, attrs)
-        if call is None:
-            self._unresolved.setdefault(key, []).append((ts, seq, wait is None))
-        entry = self._open[q].get(call_id)  # the call stops waiting (`_close`, inlined)
-        if entry is None:
-            self._close(q, call_id, ts)
-        else:
-            if ts < entry.closed_ts:
-                entry.closed_ts = ts
-            if entry.closed_ts <= self.horizon:
-                del self._open[q][call_id]
-        if kind == CALLBACK:
-            self._callback_requested(q, call_id, ts)
-
-    def _add_ended(self, event: CallEnded, ts: float) -> None:
-        q = self._call_queue(event.queue_id, ts)
-        key = (q, event.call_id)
-        call = self._calls.get(key)
-        handle = event.talk_s + event.hold_s + event.wrap_s
-        seq = self.log.append(
-            ts, q, ENDED, math.nan, handle, _DEFAULT_ATTRS if call is None else call[1]
-        )
-        if call is None:
-            self._unresolved.setdefault(key, []).append((ts, seq, False))
-
-    def _add_completed(self, event: CallbackCompleted, ts: float) -> None:
-        q = self._call_queue(event.queue_id, ts)
-        self._dirty.add(q)
-        self._callback_completed(q, event, ts, self._calls.get((q, event.call_id)))
 
     def _close(self, q: int, call_id: str, ts: float) -> None:
         entry = self._open[q].get(call_id)
@@ -337,7 +342,11 @@ class Engine:
             self.log.resolve(done_ts, seq, max(0.0, done_ts - ts), None)
 
     def _callback_completed(
-        self, q: int, event: CallbackCompleted, ts: float, call: tuple[float, Attrs] | None
+        self,
+        q: int,
+        event: CallbackCompleted | FastCallbackCompleted,
+        ts: float,
+        call: tuple[float, Attrs] | None,
     ) -> None:
         """contract 4: a callback made or given up; its wait runs from the request."""
         kind = CB_CONNECTED if event.outcome == "connected" else CB_OTHER
@@ -641,16 +650,19 @@ class Engine:
             }
 
 
-# each event class's handler (`Engine.add`); a class not here is no event of contract 1
+# each call event class's kind (`Engine.add_many`); a callback completion's is by its outcome
+_KINDS: dict[type, int] = {
+    **dict.fromkeys((CallQueued, FastQueued), QUEUED),
+    **dict.fromkeys((CallAnswered, FastAnswered), ANSWERED),
+    **dict.fromkeys((CallAbandoned, FastAbandoned), ABANDONED),
+    **dict.fromkeys((CallbackRequested, FastCallbackRequested), CALLBACK),
+    **dict.fromkeys((CallOverflowed, FastOverflowed), OVERFLOWED),
+    **dict.fromkeys((CallEnded, FastEnded), ENDED),
+    **dict.fromkeys((CallbackCompleted, FastCallbackCompleted), CB_CONNECTED),
+}
+# the other events' handlers; a class in neither table is no event of contract 1
 # Any: each handler takes its own classes, which the table's key guarantees
 _HANDLERS: dict[type, Callable[[Engine, Any, float], None]] = {
-    CallQueued: Engine._add_queued,
-    CallAnswered: Engine._add_terminal,
-    CallAbandoned: Engine._add_terminal,
-    CallbackRequested: Engine._add_terminal,
-    CallOverflowed: Engine._add_terminal,
-    CallEnded: Engine._add_ended,
-    CallbackCompleted: Engine._add_completed,
     AgentStateChanged: Engine._add_agent,
     AgentSkillsChanged: Engine._add_agent,
 }

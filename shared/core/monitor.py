@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -13,7 +13,7 @@ from shared.core.engine import Engine
 from shared.core.figures import AgentCounts, Breakdown, CentreStats, QueueStats, WindowMetrics
 from shared.core.intervals import Intervals
 from shared.core.tiers import QueueAlertState, SurgeView, step_many
-from shared.events import AgentEvent, AgentSkillsChanged, AgentStateChanged, CallEvent
+from shared.events import AGENT_EVENTS, AnyEvent
 from shared.forecast import Forecast
 from shared.messages.alerts import AlertChange
 from shared.messages.intervals import Interval, Today
@@ -203,16 +203,20 @@ class Monitor:
     def settings_for(self, queue_id: str) -> QueueSettings:
         return self.settings.get(queue_id, DEFAULT_QUEUE_SETTINGS)
 
-    def add(self, event: CallEvent | AgentEvent) -> bool:
+    def add(self, event: AnyEvent) -> bool:
         """Count one event (False when seen before); a late one reopens its interval."""
-        counted = self.engine.add(event)
-        if (
-            counted
-            and self.intervals is not None
-            and not isinstance(event, (AgentStateChanged, AgentSkillsChanged))
-        ):
-            self.intervals.note(event.queue_id, self.engine.last_ts)
-        return counted
+        return not math.isnan(self.add_many((event,))[0])
+
+    def add_many(self, events: Sequence[AnyEvent]) -> list[float]:
+        """Count these events in order (`Engine.add_many`: per event its time, or NaN when
+        not counted); a late call event reopens its interval."""
+        times = self.engine.add_many(events)
+        if self.intervals is not None:
+            note = self.intervals.note
+            for event, ts in zip(events, times, strict=True):
+                if ts == ts and event.__class__ not in AGENT_EVENTS:  # counted: not NaN
+                    note(event.queue_id, ts)  # type: ignore[union-attr]
+        return times
 
     def centre(self, stats: dict[str, QueueStats]) -> Centre:
         """contract 4: the centre totals of these queues (a tick's `stats`)."""
