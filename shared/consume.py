@@ -28,6 +28,7 @@ from prometheus_client import Counter
 from pydantic import BaseModel, ValidationError
 from redis.exceptions import RedisError
 
+from shared.events import AgentEvent, AnyEvent, CallEvent, InvalidEvent, decode_event, decode_events
 from shared.kafka import dumps
 from shared.tasks import within
 
@@ -58,6 +59,23 @@ def model_decoder(model: type[M]) -> Callable[[bytes | None], M]:
             raise Poison("; ".join(errors)[:2000]) from None
 
     return decode
+
+
+def decode_event_record(value: bytes | None) -> CallEvent | AgentEvent:
+    """A record of the events topic (`decode_event`); an invalid one is Poison."""
+    try:
+        return decode_event(value or b"")
+    except InvalidEvent as exc:
+        raise Poison("; ".join(exc.errors)) from None
+
+
+def decode_event_records(values: list[bytes]) -> list[AnyEvent | Poison]:
+    """A poll's records of the events topic in one call (`decode_events`); each invalid one
+    a Poison saying why."""
+    return [
+        Poison("; ".join(e.errors)) if isinstance(e, InvalidEvent) else e
+        for e in decode_events(values)
+    ]
 
 
 @dataclass

@@ -31,12 +31,20 @@ from redis.exceptions import RedisError
 
 from services.dispatcher.outbox import Outbox
 from services.dispatcher.settings import DispatcherSettings
-from shared.consume import ConsumerLoop, DeadLetters, Poison
+from shared.consume import (
+    Batch,
+    ConsumerLoop,
+    DeadLetters,
+    Poison,
+    decode_event_record,
+    decode_event_records,
+)
 from shared.core.engine import Engine
 from shared.core.planner import Planner, Step
 from shared.core.sizing import Floor, TimeShares
 from shared.core.tiers import QueueAlertState
-from shared.events import AgentEvent, CallEnded, CallEvent, InvalidEvent, decode_event
+from shared.events import AnyEvent, CallEnded
+from shared.fastcalls import FastEnded
 from shared.kafka import dumps, new_consumer, new_producer
 from shared.leader import Fence, StaleLeader
 from shared.messages.actions import ACTION_MESSAGE, Action, ActionRequest
@@ -48,13 +56,6 @@ from shared.timefmt import whole_ms
 log = logging.getLogger(__name__)
 
 STAFFING_TTL_S = 30
-
-
-def decode_floor_event(value: bytes | None) -> CallEvent | AgentEvent:
-    try:
-        return decode_event(value or b"")
-    except InvalidEvent as exc:
-        raise Poison("; ".join(exc.errors)) from None
 
 
 def decode_action_message(value: bytes | None) -> Action | ActionRequest:
@@ -203,19 +204,31 @@ class DispatcherShell:
 
     # ---- consumers -----------------------------------------------------------
 
-    def floor_loop(self) -> ConsumerLoop[CallEvent | AgentEvent]:
-        """The engine's feed: every call and agent event, bad ones to the DLQ."""
+    def floor_loop(self) -> ConsumerLoop[AnyEvent]:
+        """The engine's feed: every call and agent event, a poll at a time, bad ones to
+        the DLQ."""
         assert self.floor_consumer is not None  # noqa: S101  # started first
         return ConsumerLoop(
-            self.floor_consumer, decode_floor_event, self.on_floor_event, self._dlq(),
-            after_poll=self._check_caught_up,
+            self.floor_consumer, decode_event_record, self.on_floor_event, self._dlq(),
+            after_poll=self._check_caught_up, decode_many=decode_event_records,
+            handle_many=self.on_floor_events,
         )  # fmt: skip
 
-    async def on_floor_event(self, _record: ConsumerRecord, event: CallEvent | AgentEvent) -> None:
-        if self.engine.add(event) and isinstance(event, CallEnded):
-            handle = event.talk_s + event.hold_s + event.wrap_s
-            # the time `add` just converted, read rather than converted again
-            self.shares.add(self.engine.last_ts, event.agent_id, event.queue_id, handle)
+    async def on_floor_event(self, record: ConsumerRecord, event: AnyEvent) -> None:
+        await self.on_floor_events(Batch([record], [event]))
+
+    async def on_floor_events(self, batch: Batch[AnyEvent]) -> None:
+        """Count a poll's events; each call.ended counted goes to the time shares, at the
+        time the engine converted (a failure part way hands every record back one by
+        one: those counted are seen before, so none is counted twice)."""
+        times = self.engine.add_many(batch.values)
+        shares = self.shares
+        for event, ts in zip(batch.values, times, strict=True):
+            if ts == ts and isinstance(event, CallEnded | FastEnded):  # counted: not NaN
+                shares.add(
+                    ts, event.agent_id, event.queue_id, event.talk_s + event.hold_s + event.wrap_s
+                )
+        batch.done = len(times)
 
     async def _check_caught_up(self) -> None:
         if self.caught_up or self.floor_consumer is None:

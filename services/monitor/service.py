@@ -20,7 +20,13 @@ from redis.exceptions import RedisError
 
 from services.monitor.intervals import store_intervals, stored_state
 from services.monitor.settings import MonitorSettings
-from shared.consume import Batch, ConsumerLoop, DeadLetters, Poison
+from shared.consume import (
+    Batch,
+    ConsumerLoop,
+    DeadLetters,
+    decode_event_record,
+    decode_event_records,
+)
 from shared.core.centre import part
 from shared.core.intervals import Intervals
 from shared.core.monitor import Monitor, TickOutput
@@ -28,12 +34,7 @@ from shared.core.roster import Limits, Roster
 from shared.core.tiers import QueueAlertState
 from shared.events import (
     AGENT_EVENTS,
-    AgentEvent,
     AnyEvent,
-    CallEvent,
-    InvalidEvent,
-    decode_event,
-    decode_events,
 )
 from shared.forecast import Forecast
 from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
@@ -322,11 +323,11 @@ class MonitorShell:
         )
         return ConsumerLoop(
             consumer,
-            _decode,
+            decode_event_record,
             self.handle,
             dlq,
             commit=commit,
-            decode_many=_decode_many,
+            decode_many=decode_event_records,
             handle_many=self.handle_many,
         )
 
@@ -593,21 +594,6 @@ async def tick_forever(
         except (KafkaError, OSError, TimeoutError):
             log.debug("lag not measured this tick", exc_info=True)
         await asyncio.sleep(max(0.0, tick_s - (time.monotonic() - began)))
-
-
-def _decode(value: bytes | None) -> CallEvent | AgentEvent:
-    try:
-        return decode_event(value or b"")
-    except InvalidEvent as exc:
-        raise Poison("; ".join(exc.errors)) from None
-
-
-def _decode_many(values: list[bytes]) -> list[AnyEvent | Poison]:
-    """A poll's records decoded in one call; each invalid one a Poison saying why."""
-    return [
-        Poison("; ".join(e.errors)) if isinstance(e, InvalidEvent) else e
-        for e in decode_events(values)
-    ]
 
 
 def fold(change: AlertChange) -> Callable[[bytes | None], bytes]:
