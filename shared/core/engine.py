@@ -217,7 +217,6 @@ class Engine:
                 first_ts = self.first_ts = ts
             kind = kinds.get(event.__class__)
             if kind is None:  # an agent event, or no event at all
-                self.last_ts = ts
                 handler = _HANDLERS.get(event.__class__)
                 if handler is None:
                     raise TypeError(f"not an event: {event.__class__.__name__}")
