@@ -261,8 +261,8 @@ def decode_events(data: list[bytes]) -> list[AnyEvent | InvalidEvent]:
         try:
             out.append(fast(raw))
             continue
-        except msgspec.DecodeError:
-            pass  # not one fastcalls takes: pydantic says what it is
+        except (msgspec.DecodeError, ValueError, RecursionError):
+            pass  # not one fastcalls takes (or bytes it cannot read): pydantic says what it is
         try:
             out.append(validate(raw))
         except ValidationError:

@@ -3,17 +3,17 @@
 `decode_events` tries these first and falls back to the pydantic models of
 `shared.events`, which stay the one definition of what is valid. A record is taken here
 only when it has nothing the two could read differently: known fields only (an event
-with extra fields goes to pydantic, which keeps them), `ts` in the one RFC 3339 shape
-`2026-11-11T20:00:00.123456Z` / `+01:00` with at most six digits of fraction (more would
-be rounded here and cut there). Anything taken here pydantic accepts too, with the same
-values: `tests/unit/test_fastcalls.py` holds the two to that, field by field and on
-random records.
+with extra fields goes to pydantic, which keeps them; a sent `epoch`, no field of the
+contract, is replaced), `ts` in the one RFC 3339 shape `2026-11-11T20:00:00.123456Z` /
+`+01:00` with at most six digits of fraction (more would be rounded here and cut there),
+numbers up to 1e15. Anything taken here pydantic accepts too, with the same values:
+`tests/unit/test_fastcalls.py` holds the two to that, field by field and on random
+records.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -23,11 +23,15 @@ from msgspec.structs import force_setattr
 
 EventId = Annotated[str, Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+\Z")]
 Ident = Annotated[str, Meta(min_length=1, max_length=256)]
-NonNegative = Annotated[float, Meta(ge=0, le=sys.float_info.max)]  # JSON has no inf or NaN
+# at most 1e15: an integer that large is exact as a float, and beyond it msgspec and
+# pydantic round a long integer differently (pydantic decides those, and infinity)
+NUMBER_LIMIT = 1e15
+NonNegative = Annotated[float, Meta(ge=0, le=NUMBER_LIMIT)]
+# the offset's minutes below 60: Python reads "+00:99" as 1 h 39 min, pydantic refuses it
 Timestamp = Annotated[
     str,
     Meta(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?"
-         r"(Z|[+-][0-9]{2}:[0-9]{2})\Z"),
+         r"(Z|[+-][0-9]{2}:[0-5][0-9])\Z"),
 ]  # fmt: skip
 _PARSE = datetime.fromisoformat
 

@@ -34,6 +34,7 @@ from shared.events import (
 )
 from shared.fastcalls import (
     FAST_CALLS,
+    NUMBER_LIMIT,
     FastAnswered,
     FastCallbackCompleted,
     FastEnded,
@@ -63,15 +64,14 @@ def _props(schema: dict[str, Any]) -> tuple[dict[str, dict[str, Any]], set[str]]
 
 def _rule(rule: dict[str, Any]) -> dict[str, Any]:
     """One property's rule, written one way: no titles; a const as a one-value enum, an
-    enum's values in order; no bound of the largest float (JSON has no larger number);
-    `\\Z` (Python's end of text) as pydantic's `$` (Rust's)."""
+    enum's values in order; `\\Z` (Python's end of text) as pydantic's `$` (Rust's)."""
     rule = {k: v for k, v in rule.items() if k != "title"}
     if "const" in rule:
         rule = {"enum": [rule.pop("const")]}
     if "enum" in rule:
         rule.pop("type", None)
         rule["enum"] = sorted(rule["enum"])
-    if rule.get("maximum") == MAX:
+    if rule.get("maximum") == NUMBER_LIMIT:  # the fast path's own bound: pydantic decides beyond
         del rule["maximum"]
     if "pattern" in rule:
         rule["pattern"] = rule["pattern"].replace("\\Z", "$")
@@ -224,7 +224,19 @@ TRICKY: st.SearchStrategy[object] = st.one_of(
     st.integers(),
     st.text(max_size=10),
 )
-RAW_NUMBERS = ["1e400", "-1e400", "1" + "0" * 400, "1.0e0", "2.50", "-0", "0e0", "1E2"]
+RAW_NUMBERS = [
+    "1e400",
+    "-1e400",
+    "1" + "0" * 400,
+    "169069915921344850751064383000000000000000",
+    "1e15",
+    "1000000000000001",
+    "1.0e0",
+    "2.50",
+    "-0",
+    "0e0",
+    "1E2",
+]
 FIELDS = ["event_id", "ts", "call_id", "queue_id", "site", "source", "priority", "channel",
           "agent_id", "wait_s", "to_queue_id", "outcome", "talk_s", "hold_s", "wrap_s",
           "type", "epoch"]  # fmt: skip
@@ -373,3 +385,55 @@ def test_the_engine_counts_the_same_from_either_path(seed: int) -> None:
     assert counted_one == [t == t for t in times]
     for now in (1762891200.0, 1762891200.0 + 900):
         assert_same(many.compute(now), one.compute(now), now)
+
+
+# ---- found in review: each failed before its fix ----------------------------------------
+
+
+def test_a_record_neither_decoder_can_read_is_invalid_not_an_error() -> None:
+    """Bytes that are not UTF-8 made msgspec raise UnicodeDecodeError, which escaped
+    `decode_events` and stopped the consumer loop (no DLQ, no commit)."""
+    raw = b'{"event_id":"e1","type":"call.queued","ts":"\xff","call_id":"c1","queue_id":"q"}'
+    (out,) = decode_events([raw])
+    assert isinstance(out, InvalidEvent)
+    with pytest.raises(InvalidEvent) as caught:
+        decode_event(raw)
+    assert out.errors == caught.value.errors
+
+
+def test_a_deeply_nested_extra_field_goes_to_pydantic() -> None:
+    """A record nested 1,000 deep made msgspec raise RecursionError; pydantic takes it."""
+    raw = b'{"note":' + b"[" * 1000 + b"]" * 1000 + b"," + orjson.dumps(_queued())[1:]
+    (out,) = decode_events([raw])
+    assert isinstance(out, CallQueued)
+    assert (out.event_id, out.call_id, out.queue_id, out.epoch) == (
+        "e1",
+        "c1",
+        "billing",
+        1794427200.25,
+    )
+
+
+@pytest.mark.parametrize("offset", ["+00:99", "+05:60", "-01:75"])
+def test_an_offset_of_sixty_minutes_or_more_is_invalid(offset: str) -> None:
+    """Python reads `+00:99` as 1 h 39 min; pydantic refuses it. The fast path took it and
+    counted the call 99 minutes off."""
+    raw = orjson.dumps(_queued(ts=f"2026-11-11T20:00:00{offset}"))
+    with pytest.raises(msgspec.DecodeError):
+        decode_fast(raw)
+    (out,) = decode_events([raw])
+    assert isinstance(out, InvalidEvent)
+    assert out.errors == ["ts: must be an RFC 3339 timestamp"]
+
+
+@pytest.mark.parametrize(
+    "number", ["169069915921344850751064383000000000000000", "1" + "0" * 20, "1e16"]
+)
+def test_a_huge_number_is_read_as_pydantic_reads_it(number: str) -> None:
+    """msgspec rounds an integer of 40 digits to the nearest float, pydantic's parser not
+    always (1.6906991592134486e+41 against ...484e+41): beyond 1e15 pydantic decides."""
+    base = {**BASES[-1], "talk_s": 0}
+    raw = orjson.dumps(base).replace(b'"talk_s":0', b'"talk_s":' + number.encode())
+    (out,) = decode_events([raw])
+    assert isinstance(out, CallEnded)
+    assert out.talk_s == EVENT_ADAPTER.validate_json(raw).talk_s  # type: ignore[union-attr]
