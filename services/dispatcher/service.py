@@ -219,16 +219,18 @@ class DispatcherShell:
 
     async def on_floor_events(self, batch: Batch[AnyEvent]) -> None:
         """Count a poll's events; each call.ended counted goes to the time shares, at the
-        time the engine converted (a failure part way hands every record back one by
-        one: those counted are seen before, so none is counted twice)."""
-        times = self.engine.add_many(batch.values)
-        shares = self.shares
-        for event, ts in zip(batch.values, times, strict=True):
-            if ts == ts and isinstance(event, CallEnded | FastEnded):  # counted: not NaN
-                shares.add(
-                    ts, event.agent_id, event.queue_id, event.talk_s + event.hold_s + event.wrap_s
-                )
-        batch.done = len(times)
+        time the engine converted. Should counting fail part way, what was counted before
+        keeps its shares and the loop hands the rest to `on_floor_event`, one by one."""
+        times: list[float] = []
+        try:
+            self.engine.add_many(batch.values, times)
+        finally:
+            shares = self.shares
+            for event, ts in zip(batch.values, times, strict=False):  # shorter on a failure
+                if ts == ts and isinstance(event, CallEnded | FastEnded):  # counted: not NaN
+                    handle = event.talk_s + event.hold_s + event.wrap_s
+                    shares.add(ts, event.agent_id, event.queue_id, handle)
+            batch.done = len(times)
 
     async def _check_caught_up(self) -> None:
         if self.caught_up or self.floor_consumer is None:

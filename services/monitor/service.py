@@ -341,22 +341,25 @@ class MonitorShell:
 
     async def handle_many(self, batch: Batch[AnyEvent]) -> None:
         """Count a poll's good events in order, with the metrics once. Should counting
-        fail part way, the loop hands every record to `handle` again: those counted
-        already are seen before, so none is counted twice."""
-        times = self.monitor.add_many(batch.values)
-        roster = self.roster
-        counted = 0
-        for event, ts in zip(batch.values, times, strict=True):
-            if ts == ts:  # counted: not NaN
-                counted += 1
-                if event.__class__ in AGENT_EVENTS:
-                    roster.add(event.agent_id)
-        batch.done = len(times)
-        self.processed += len(times)
-        if counted:
-            self.metrics.events.labels("counted").inc(counted)
-        if len(times) > counted:
-            self.metrics.events.labels("skipped").inc(len(times) - counted)
+        fail part way, what was counted before keeps its effects and the loop hands the
+        rest to `handle`, one by one."""
+        times: list[float] = []
+        try:
+            self.monitor.add_many(batch.values, times)
+        finally:
+            roster = self.roster
+            counted = 0
+            for event, ts in zip(batch.values, times, strict=False):  # shorter on a failure
+                if ts == ts:  # counted: not NaN
+                    counted += 1
+                    if event.__class__ in AGENT_EVENTS:
+                        roster.add(event.agent_id)
+            batch.done = len(times)
+            self.processed += len(times)
+            if counted:
+                self.metrics.events.labels("counted").inc(counted)
+            if len(times) > counted:
+                self.metrics.events.labels("skipped").inc(len(times) - counted)
 
     def leave(self, revoked: Iterable[TopicPartition]) -> None:
         """Revoked partitions stay reported on for at most LEAVING_S, or until assigned."""

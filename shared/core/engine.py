@@ -126,7 +126,6 @@ class Engine:
         self.agents: dict[str, Agent] = {}
         self.horizon = -math.inf  # the latest `now` computed at; older events are cut off
         self.first_ts = math.inf  # the earliest event time observed
-        self.last_ts = math.nan  # the time of the event `add` last counted (read it once)
         # per queue: the earliest call event time seen ("seen the baseline hour" is per queue)
         self._first_seen: list[float] = []
         self._last_prune = -math.inf
@@ -182,9 +181,11 @@ class Engine:
         too old to matter."""
         return not math.isnan(self.add_many((event,))[0])
 
-    def add_many(self, events: Iterable[AnyEvent]) -> list[float]:
+    def add_many(self, events: Iterable[AnyEvent], times: list[float] | None = None) -> list[float]:
         """Count these events in order; per event its time in seconds, or NaN when it was
-        not counted (seen before, by source and event_id, or too old to matter).
+        not counted (seen before, by source and event_id, or too old to matter), appended
+        to `times` when given: should counting raise part way, it holds those of the
+        events before the one that failed (whose id stays claimed, as ever).
 
         One loop for every event: the state a call event touches is bound once per batch,
         and the common kinds (queued, answered, abandoned, callback requested, overflowed,
@@ -195,8 +196,8 @@ class Engine:
         open_of, early_of, callbacks_of = self._open, self._closed_early, self._callbacks
         horizon, channel_bits = self.horizon, _CHANNEL_BITS
         too_old = max(horizon - self._retention, self.floor)
-        nan, inf, first_ts, last_ts = math.nan, math.inf, self.first_ts, self.last_ts
-        times: list[float] = []
+        nan, inf, first_ts = math.nan, math.inf, self.first_ts
+        times = [] if times is None else times
         for event in events:
             source = event.source
             key = (source, event.event_id) if source else event.event_id
@@ -211,8 +212,6 @@ class Engine:
                 self.skipped_old += 1
                 times.append(nan)
                 continue
-            times.append(ts)
-            last_ts = ts
             if ts < first_ts:
                 first_ts = self.first_ts = ts
             kind = kinds.get(event.__class__)
@@ -221,6 +220,7 @@ class Engine:
                 if handler is None:
                     raise TypeError(f"not an event: {event.__class__.__name__}")
                 handler(self, event, ts)
+                times.append(ts)
                 continue
             # a call event (`event` is one of its kind's classes: `_KINDS`)
             call_id = event.call_id  # type: ignore[union-attr]
@@ -234,6 +234,7 @@ class Engine:
             if kind == CB_CONNECTED:  # a callback completion (its kind is by its outcome)
                 dirty.add(q)
                 self._callback_completed(q, event, ts, call)  # type: ignore[arg-type]
+                times.append(ts)
                 continue
             seq = log.next_seq
             log.next_seq = seq + 1
@@ -259,12 +260,11 @@ class Engine:
                         callback.attrs = attrs
                 early = early_of[q]
                 closed = early.pop(call_id, inf) if early else inf
-                if closed <= horizon:
-                    continue
-                waiting = open_of[q]
-                current = waiting.get(call_id)
-                if current is None or ts < current.queued_ts:
-                    waiting[call_id] = OpenCall(ts, attrs, closed)
+                if closed > horizon:  # it waits (or did) after the last tick
+                    waiting = open_of[q]
+                    current = waiting.get(call_id)
+                    if current is None or ts < current.queued_ts:
+                        waiting[call_id] = OpenCall(ts, attrs, closed)
             elif kind == ENDED:
                 handle = event.talk_s + event.hold_s + event.wrap_s  # type: ignore[union-attr]
                 attrs = _DEFAULT_ATTRS if call is None else call[1]
@@ -294,7 +294,7 @@ class Engine:
                         del open_of[q][call_id]
                 if kind == CALLBACK:
                     self._callback_requested(q, call_id, ts)
-        self.last_ts = last_ts
+            times.append(ts)
         return times
 
     def _add_agent(self, event: AgentStateChanged | AgentSkillsChanged, ts: float) -> None:

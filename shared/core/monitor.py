@@ -207,15 +207,20 @@ class Monitor:
         """Count one event (False when seen before); a late one reopens its interval."""
         return not math.isnan(self.add_many((event,))[0])
 
-    def add_many(self, events: Sequence[AnyEvent]) -> list[float]:
+    def add_many(self, events: Sequence[AnyEvent], times: list[float] | None = None) -> list[float]:
         """Count these events in order (`Engine.add_many`: per event its time, or NaN when
-        not counted); a late call event reopens its interval."""
-        times = self.engine.add_many(events)
-        if self.intervals is not None:
-            note = self.intervals.note
-            for event, ts in zip(events, times, strict=True):
-                if ts == ts and event.__class__ not in AGENT_EVENTS:  # counted: not NaN
-                    note(event.queue_id, ts)  # type: ignore[union-attr]
+        not counted, appended to `times` when given); a late call event reopens its
+        interval, those counted before a failure part way included."""
+        times = [] if times is None else times
+        try:
+            self.engine.add_many(events, times)
+        finally:
+            if self.intervals is not None:
+                note = self.intervals.note
+                # `times` is shorter than `events` when counting failed part way
+                for event, ts in zip(events, times, strict=False):
+                    if ts == ts and event.__class__ not in AGENT_EVENTS:  # counted: not NaN
+                        note(event.queue_id, ts)  # type: ignore[union-attr]
         return times
 
     def centre(self, stats: dict[str, QueueStats]) -> Centre:
