@@ -50,12 +50,6 @@ class _Call(
     source: str | None = None
     epoch: float = math.nan  # always set from `ts` (a sent "epoch" is replaced)
 
-    def __post_init__(self) -> None:
-        try:  # the same float as the pydantic event's `epoch`: CPython's own sum
-            force_setattr(self, "epoch", _PARSE(self.ts).timestamp())
-        except (ValueError, OverflowError) as exc:
-            raise ValueError(f"ts: {exc}") from None
-
 
 class FastQueued(_Call, tag="call.queued", frozen=True):
     priority: Annotated[int, Meta(ge=0, le=3)] = 2
@@ -111,5 +105,16 @@ FAST_CALLS: tuple[type[FastCall], ...] = (
     FastCallbackCompleted,
     FastEnded,
 )
-# raises msgspec.DecodeError (a ValidationError among them) for anything not taken here
-decode_fast = msgspec.json.Decoder(FastCall).decode
+_DECODE = msgspec.json.Decoder(FastCall).decode
+
+
+def decode_fast(raw: bytes) -> FastCall:
+    """One record as a call event, its `epoch` set from `ts`; msgspec.DecodeError (a
+    ValidationError among them) for anything not taken here (`epoch` is set here rather
+    than in a `__post_init__`: the same work, up to 0.15 us less an event)."""
+    event = _DECODE(raw)
+    try:  # the same float as the pydantic event's `epoch`: CPython's own sum
+        force_setattr(event, "epoch", _PARSE(event.ts).timestamp())
+    except (ValueError, OverflowError) as exc:  # a day or hour that does not exist
+        raise msgspec.ValidationError(f"ts: {exc}") from None
+    return event
