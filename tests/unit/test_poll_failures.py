@@ -22,11 +22,11 @@ from services.monitor.settings import MonitorSettings
 from shared.consume import ConsumerLoop, decode_event_record, decode_event_records
 from shared.core.engine import Engine
 
-NOW = time.time()
-
 
 def at(ago_s: float) -> str:
-    return (datetime.fromtimestamp(NOW, UTC) - timedelta(seconds=ago_s)).isoformat()
+    """A time `ago_s` before now (taken when the test runs: the shares are of the last
+    five minutes, and a suite can run longer than that)."""
+    return (datetime.now(UTC) - timedelta(seconds=ago_s)).isoformat()
 
 
 def records(events: list[dict[str, Any]]) -> list[ConsumerRecord]:
@@ -63,8 +63,9 @@ def fails_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Engine, "_callback_completed", once)
 
 
-COMPLETED = {"event_id": "k3", "type": "call.callback_completed", "ts": at(80),
-             "call_id": "c3", "queue_id": "sales", "outcome": "no_answer"}  # fmt: skip
+def completed() -> dict[str, Any]:
+    return {"event_id": "k3", "type": "call.callback_completed", "ts": at(80),
+            "call_id": "c3", "queue_id": "sales", "outcome": "no_answer"}  # fmt: skip
 
 
 @pytest.mark.asyncio
@@ -82,7 +83,7 @@ async def test_the_monitor_keeps_what_a_failed_poll_counted_before_the_failure()
             {"event_id": "q1", "type": "call.queued", "ts": at(95), "call_id": "c1",
              "queue_id": "billing"},
             {"event_id": "s2", "ts": at(90), "agent_id": "a2", **state},
-            COMPLETED,
+            completed(),
             {"event_id": "s3", "ts": at(70), "agent_id": "a3", **state},
         ])
     )  # fmt: skip
@@ -112,7 +113,7 @@ async def test_the_dispatcher_keeps_the_shares_of_a_failed_poll() -> None:
              "talk_s": 200, **ended},
             {"event_id": "e2", "ts": at(90), "call_id": "c2", "queue_id": "sales",
              "talk_s": 100, **ended},
-            COMPLETED,
+            completed(),
             {"event_id": "e4", "ts": at(70), "call_id": "c4", "queue_id": "support",
              "talk_s": 300, **ended},
         ])
