@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from shared.events import AgentEvent, AnyEvent, CallEvent, InvalidEvent, decode_event, decode_events
 from shared.kafka import dumps
-from shared.tasks import within
+from shared.tasks import stop_if_cancelled, within
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -158,7 +158,7 @@ class ConsumerLoop(Generic[T]):
             try:
                 batches = await self.consumer.getmany(timeout_ms=self.poll_ms)
             except KafkaError:
-                _stop_if_cancelled()
+                stop_if_cancelled()
                 log.warning("poll failed; polling again", exc_info=True)
                 await asyncio.sleep(self.retry_s)
                 continue
@@ -238,7 +238,7 @@ class ConsumerLoop(Generic[T]):
             await self.handle_many(batch)
             return
         except Exception:  # noqa: BLE001  # what it did not finish goes one by one
-            _stop_if_cancelled()
+            stop_if_cancelled()
             log.warning("batch handler failed; handling its records one by one", exc_info=True)
         for record, value in zip(records[batch.done :], good[batch.done :], strict=True):
             await self._handle(record, value)
@@ -252,7 +252,7 @@ class ConsumerLoop(Generic[T]):
                 await self.handle(record, value)
                 return
             except RETRIABLE:
-                _stop_if_cancelled()
+                stop_if_cancelled()
                 log.warning("handling failed for a passing reason; retrying", exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_s)
@@ -274,7 +274,7 @@ class ConsumerLoop(Generic[T]):
                 await self.dlq.send(record, reason)
                 return
             except KafkaError:
-                _stop_if_cancelled()
+                stop_if_cancelled()
                 log.warning("DLQ write failed; retrying", exc_info=True)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.max_retry_s)
@@ -284,11 +284,3 @@ class ConsumerLoop(Generic[T]):
             await within(self.consumer.commit(), self.commit_timeout_s)
         except (KafkaError, TimeoutError):  # a rebalance or a lost topic: read again later
             log.warning("commit failed; records may be read again", exc_info=True)
-
-
-def _stop_if_cancelled() -> None:
-    """Clients (redis-py, aiokafka) may turn a task's cancellation into their own error:
-    a loop that retries on those errors must still stop when it is being cancelled."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError

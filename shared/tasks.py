@@ -96,6 +96,15 @@ async def cancel_all(
     return left
 
 
+def stop_if_cancelled() -> None:
+    """Raise CancelledError when the running task is being cancelled. Clients (redis-py,
+    aiokafka) may turn a task's cancellation into their own error, which the code around
+    them catches and goes on from: a loop calls this once a round, so it still stops."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 async def within(work: Awaitable[T], timeout_s: float) -> T:
     """`await work`, at most `timeout_s` (then TimeoutError): `asyncio.wait_for` without
     its flaw on Python 3.11, which drops a cancellation that comes as the work finishes,

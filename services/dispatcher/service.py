@@ -51,6 +51,7 @@ from shared.messages.actions import ACTION_MESSAGE, Action, ActionRequest
 from shared.messages.commands import encode_command
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
 from shared.store import JsonHash, Keys, text
+from shared.tasks import stop_if_cancelled
 from shared.timefmt import whole_ms
 
 log = logging.getLogger(__name__)
@@ -350,9 +351,7 @@ async def tick_forever(shell: DispatcherShell, tick_s: float) -> None:
         except StaleLeader:
             log.warning("a newer dispatcher leads; this one stops acting", exc_info=True)
         except (KafkaError, RedisError, OSError):
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                # the client turned our cancellation into its own error: stop, as asked
-                raise asyncio.CancelledError from None
+            stop_if_cancelled()  # a client turned our cancellation into its own error
             log.warning("dispatcher tick failed; retried at the next tick", exc_info=True)
+        stop_if_cancelled()  # one a client swallowed (and the code around it caught)
         await asyncio.sleep(max(0.0, tick_s - (time.monotonic() - began)))

@@ -42,7 +42,7 @@ from shared.messages.alerts import AlertChange, AlertRecord, apply_change
 from shared.messages.intervals import Interval
 from shared.queue_settings import QueueSettings
 from shared.store import JsonHash, Keys, atomic_update, text
-from shared.tasks import TaskGroup, within
+from shared.tasks import TaskGroup, stop_if_cancelled, within
 from shared.timefmt import iso_ms, whole_ms
 
 log = logging.getLogger(__name__)
@@ -587,15 +587,14 @@ async def tick_forever(
             # producer then waits for them) is noticed and mended within a few ticks
             await within(shell.tick(whole_ms(clock())), max(5.0, 3 * tick_s))
         except (KafkaError, RedisError, OSError, TimeoutError):
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # a client turned our cancellation into its own error: stop
+            stop_if_cancelled()  # a client turned our cancellation into its own error
             log.warning("tick failed; retried at the next tick", exc_info=True)
             await recreate_topics(shell)
         try:
             await within(shell.update_lag(), tick_s)
         except (KafkaError, OSError, TimeoutError):
             log.debug("lag not measured this tick", exc_info=True)
+        stop_if_cancelled()  # one a client swallowed (and the code around it caught)
         await asyncio.sleep(max(0.0, tick_s - (time.monotonic() - began)))
 
 

@@ -29,6 +29,7 @@ from shared.notify_config import NotifyConfig
 from shared.queue_settings import DEFAULT_QUEUE_SETTINGS, QueueSettings
 from shared.settings import CommonSettings
 from shared.store import JsonHash, Keys, text
+from shared.tasks import stop_if_cancelled
 from shared.timefmt import iso_ms
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,9 @@ class NotifyShell:
             try:
                 await self.tick()
             except (RedisError, OSError):  # paused by an outage, not ended by it
+                stop_if_cancelled()  # a client turned our cancellation into its own error
                 log.warning("tick skipped: Redis unreachable", exc_info=True)
+            stop_if_cancelled()  # one a client swallowed (and the code around it caught)
             await asyncio.sleep(self.settings.notify_tick_s)
 
     async def build(self, record: dict[str, Any]) -> tuple[Request | None, str, str]:
