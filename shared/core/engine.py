@@ -285,8 +285,9 @@ class Engine:
                 if call is None:
                     unresolved.setdefault(at, []).append((ts, seq, wait is None))
                 entry = open_of[q].get(call_id)
-                if entry is None:
-                    self._close(q, call_id, ts)
+                if entry is None:  # its call.queued not yet here: it closes the call then
+                    early = early_of[q]
+                    early[call_id] = min(early.get(call_id, inf), ts)
                 else:
                     if ts < entry.closed_ts:
                         entry.closed_ts = ts
@@ -316,16 +317,6 @@ class Engine:
             agent.pool = event.pool
             for queue_id in agent.serving | agent.skills.keys():
                 self.queue_index(queue_id)
-
-    def _close(self, q: int, call_id: str, ts: float) -> None:
-        entry = self._open[q].get(call_id)
-        if entry is None:
-            previous = self._closed_early[q].get(call_id, math.inf)
-            self._closed_early[q][call_id] = min(previous, ts)
-            return
-        entry.closed_ts = min(entry.closed_ts, ts)
-        if entry.closed_ts <= self.horizon:
-            del self._open[q][call_id]
 
     def _callback_requested(self, q: int, call_id: str, ts: float) -> None:
         """contract 4: a callback is owed from its request until its completion."""
