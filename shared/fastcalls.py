@@ -96,15 +96,6 @@ FastCall = (
     | FastCallbackCompleted
     | FastEnded
 )
-FAST_CALLS: tuple[type[FastCall], ...] = (
-    FastQueued,
-    FastAnswered,
-    FastAbandoned,
-    FastOverflowed,
-    FastCallbackRequested,
-    FastCallbackCompleted,
-    FastEnded,
-)
 _DECODE = msgspec.json.Decoder(FastCall).decode
 
 

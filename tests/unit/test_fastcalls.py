@@ -9,7 +9,7 @@ import math
 import random
 import sys
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, get_args
 
 import msgspec
 import orjson
@@ -21,21 +21,17 @@ from pydantic import BaseModel, ValidationError
 from shared.core.engine import Engine
 from shared.events import (
     EVENT_ADAPTER,
-    CallAbandoned,
-    CallAnswered,
-    CallbackCompleted,
-    CallbackRequested,
     CallEnded,
-    CallOverflowed,
+    CallEvent,
     CallQueued,
     InvalidEvent,
     decode_event,
     decode_events,
 )
 from shared.fastcalls import (
-    FAST_CALLS,
     NUMBER_LIMIT,
     FastAnswered,
+    FastCall,
     FastCallbackCompleted,
     FastEnded,
     FastQueued,
@@ -43,14 +39,12 @@ from shared.fastcalls import (
 )
 from tests.unit.test_tick_incremental import assert_same
 
-PAIRS: list[tuple[type[BaseModel], type[msgspec.Struct]]] = list(
-    zip(
-        (CallQueued, CallAnswered, CallAbandoned, CallOverflowed, CallbackRequested,
-         CallbackCompleted, CallEnded),
-        FAST_CALLS,
-        strict=True,
-    )
-)  # fmt: skip
+# each call event with its twin, by type: a call event without one is a KeyError here
+_TWINS = {fast.__struct_config__.tag: fast for fast in get_args(FastCall)}
+PAIRS: list[tuple[type[BaseModel], type[msgspec.Struct]]] = [
+    (model, _TWINS.pop(get_args(model.model_fields["type"].annotation)[0]))
+    for model in get_args(CallEvent)
+]
 MAX = sys.float_info.max
 
 
