@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from shared.errors import Conflict
+from shared.tasks import stop_if_cancelled
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class Leader:
             self._token = None
             token = await self.lease.acquire()
         except (RedisError, OSError, TimeoutError):
+            stop_if_cancelled()  # the client turned our cancellation into its own error
             log.warning("lease not reachable", extra={"lease": self.lease.name}, exc_info=True)
             return self.token()
         if token is not None:
@@ -210,6 +212,7 @@ class Leader:
         """Hold or chase the lease until cancelled (a task of the service's TaskGroup)."""
         while True:
             token = await self.step()
+            stop_if_cancelled()  # one a client swallowed on the way
             await asyncio.sleep(self.renew_every_s if token is not None else self.retry_s)
 
     async def resign(self) -> None:

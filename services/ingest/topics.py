@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 
 from shared.kafka import ensure_topics, lost_topics
 from shared.settings import CommonSettings
-from shared.tasks import within
+from shared.tasks import stop_if_cancelled, within
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,7 @@ class TopicGuard:
         """Look for lost topics every `every_s` until cancelled, so that they are back
         within that time of the broker's return even while nothing is sent."""
         while True:
+            stop_if_cancelled()  # one a client swallowed last round (its error is caught)
             await asyncio.sleep(every_s)
             try:
                 async with self.lock:

@@ -265,6 +265,7 @@ class MonitorShell:
         before: dict[TopicPartition, int] | None = None
         strikes = 0
         while True:
+            stop_if_cancelled()  # one a client swallowed last round (its error is caught)
             await asyncio.sleep(every_s)
             consumer = self.consumer
             parts = list(consumer.assignment()) if consumer is not None else []

@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 from services.notify.channels import Request
 from shared.kafka import dumps
 from shared.store import Keys, text
-from shared.tasks import cancel_all, supervised
+from shared.tasks import cancel_all, stop_if_cancelled, supervised
 from shared.timefmt import iso_ms
 
 log = logging.getLogger(__name__)
@@ -131,6 +131,7 @@ class Outbox:
         only pauses it."""
         recovered = self.clock()
         while True:
+            stop_if_cancelled()  # one a client swallowed last round (its error is caught)
             try:
                 await self.poll()
                 if self.clock() - recovered >= self.recover_every_s:

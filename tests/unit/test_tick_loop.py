@@ -1,20 +1,33 @@
-"""The services' tick loops end when cancelled, even when the cancellation comes as a tick
+"""The services' background loops (ticks, the leader, the watchdog, the topic guard, the
+notifier's outbox) end when cancelled, even when the cancellation comes as a tick
 finishes (Python 3.11's `asyncio.wait_for` dropped it there) or a client turns it into
-its own error that the tick catches: either way a loop went on ticking through its
+its own error that the loop catches: either way a loop went on running through its
 service's shutdown with the producer and Redis it had closed."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from types import SimpleNamespace
-from typing import cast
+from typing import Any, cast
 
 import pytest
+import redis.asyncio as aioredis
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry
+from redis.exceptions import RedisError
 
 from services.dispatcher.service import DispatcherShell
 from services.dispatcher.service import tick_forever as dispatcher_loop
-from services.monitor.service import MonitorShell, tick_forever
+from services.ingest.topics import TopicGuard
+from services.monitor.service import MonitorMetrics, MonitorShell, tick_forever
+from services.monitor.settings import MonitorSettings
+from services.notify.outbox import Outbox, OutboxMetrics
 from services.notify.service import NotifyShell
+from shared.leader import Leader, Lease
+from shared.settings import CommonSettings
+from shared.store import Keys
 
 
 class Shell:
@@ -88,5 +101,106 @@ async def test_a_cancel_a_client_swallowed_still_stops_the_loop(service: str) ->
         done, _ = await asyncio.wait([loop], timeout=1.0)
         assert loop in done and loop.cancelled()
         assert shell.ticks == 2  # no tick after the cancel
+    finally:
+        loop.cancel()
+
+
+class SwallowingLease:
+    """A lease whose Redis turns the task's cancellation into its own error (as redis-py
+    may): `acquire` waits on the "connection" and raises RedisError when cancelled."""
+
+    name = "dispatcher"
+    ttl_ms = 6000
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def acquire(self) -> int | None:
+        self.attempts += 1
+        try:
+            await asyncio.sleep(1.0)
+        except asyncio.CancelledError:
+            raise RedisError("connection closed by the cancellation") from None
+        return None
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_the_lease_client_swallowed_still_stops_the_leader() -> None:
+    """Before: `Leader.step` took the RedisError for an unreachable lease and `run` went on
+    chasing it, so a shutdown (and the integration test that cancels two contenders and
+    waits for them) waited forever."""
+    lease = SwallowingLease()
+    leader = Leader(cast(Lease, lease), retry_s=0.01)
+    run = asyncio.create_task(leader.run())
+    await asyncio.sleep(0.05)  # inside the first attempt
+    run.cancel()
+    try:
+        done, _ = await asyncio.wait([run], timeout=1.0)
+        assert run in done and run.cancelled()
+        assert lease.attempts == 1  # no attempt after the cancel
+    finally:
+        run.cancel()
+
+
+class SwallowingCall:
+    """A client call that turns the task's cancellation into the client's own error."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+        self.calls = 0
+        self.loop: asyncio.Task[None] | None = None
+
+    async def __call__(self, *_args: object) -> object:
+        self.calls += 1
+        if self.calls == 2 and self.loop is not None:
+            self.loop.cancel()  # the shutdown's cancel, while the call waits on its client
+        try:
+            await asyncio.sleep(1.0 if self.calls == 2 else 0.0)
+        except asyncio.CancelledError:
+            raise self.error from None
+        raise self.error  # the client away: the loop waits and tries again
+
+
+def _watchdog(call: SwallowingCall) -> Coroutine[Any, Any, None]:
+    shell = MonitorShell(MonitorSettings(), aioredis.Redis(), MonitorMetrics(CollectorRegistry()))
+    shell.consumer = SimpleNamespace(  # type: ignore[assignment]
+        assignment=lambda: [TopicPartition("floorwatch.events", 0)], end_offsets=call
+    )
+    return shell.watchdog(every_s=0.01)
+
+
+def _topics(call: SwallowingCall) -> Coroutine[Any, Any, None]:
+    guard = TopicGuard(CommonSettings())
+    guard.check = call  # type: ignore[method-assign,assignment]
+    return guard.watch(0.01)
+
+
+def _outbox(call: SwallowingCall) -> Coroutine[Any, Any, None]:
+    box = Outbox(
+        aioredis.Redis(), Keys("t."), cast(Any, None), OutboxMetrics(CollectorRegistry()),
+        poll_s=0.01,
+    )  # fmt: skip
+    box.poll = call  # type: ignore[method-assign,assignment]
+    return box.run()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("loop_of", "error"),
+    [(_watchdog, KafkaError()), (_topics, KafkaError()), (_outbox, RedisError())],
+    ids=["monitor-watchdog", "ingest-topics", "notify-outbox"],
+)
+async def test_a_cancel_a_client_swallowed_still_stops_the_background_loops(
+    loop_of: Callable[[SwallowingCall], Coroutine[Any, Any, None]], error: Exception
+) -> None:
+    """Each loop takes its client's error for an outage and goes on: before, a cancel the
+    client turned into that error left it running through the shutdown."""
+    call = SwallowingCall(error)
+    loop = asyncio.create_task(loop_of(call))
+    call.loop = loop
+    try:
+        done, _ = await asyncio.wait([loop], timeout=3.0)
+        assert loop in done and loop.cancelled()
+        assert call.calls == 2  # no call after the cancel
     finally:
         loop.cancel()
