@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from shared.core.columns import ABANDONED, Totals, TotalsRows
 from shared.core.erlang import estimate_patience
+from shared.core.record import record
 from shared.queue_settings import QueueSettings
 
 if TYPE_CHECKING:
@@ -36,7 +37,7 @@ WINDOW_FIELDS = (
 _window_values = attrgetter(*WINDOW_FIELDS)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WindowMetrics:
     """The windowed numbers of contract 4 for one queue (or key, or centre) and window."""
 
@@ -145,7 +146,7 @@ def window_of(ints: Sequence[int], floats: Sequence[float], over: int, miss: boo
 EMPTY_WINDOW = _window(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0.0, 0, 0.0, 0)
 
 
-@dataclass(frozen=True)
+@record
 class AgentCounts:
     available: int = 0
     busy: int = 0
@@ -154,7 +155,10 @@ class AgentCounts:
     staffed: int = 0
 
     def as_json(self) -> dict[str, int]:
-        return dict(self.__dict__)
+        return {
+            "available": self.available, "busy": self.busy, "wrap_up": self.wrap_up,
+            "not_ready": self.not_ready, "staffed": self.staffed,
+        }  # fmt: skip
 
 
 def count_agents(agents: Iterable[Agent]) -> AgentCounts:
@@ -187,7 +191,7 @@ def agent_counts(
     return counts, by_site
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Breakdown:
     """One key of a breakdown (contract 4): the primary window and point-in-time figures."""
 
@@ -222,7 +226,7 @@ class Breakdown:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class QueueStats:
     """Everything the engine knows of one queue at `now`."""
 

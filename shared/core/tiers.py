@@ -29,6 +29,7 @@ import numpy as np
 from scipy.special import gammainc  # type: ignore[import-untyped]  # scipy ships no stubs
 
 from shared.core.figures import QueueStats, WindowMetrics
+from shared.core.record import record
 from shared.forecast import Forecast
 from shared.messages.alerts import AlertChange, Numbers, Transition
 from shared.queue_settings import QueueSettings
@@ -62,7 +63,7 @@ def _tail(n: int, mean: float) -> float:
     return 1.0 if n < 1 else float(gammainc(float(n), mean))
 
 
-@dataclass(frozen=True)
+@record
 class Evidence:
     """One surge window at one tick (contract 5)."""
 
