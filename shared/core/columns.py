@@ -9,6 +9,7 @@ earliest late `ts` is re-sorted), old events are dropped by moving the start off
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -229,17 +230,21 @@ class EventLog:
     ) -> Totals:
         """Sums over positions [lo, hi) per queue, or per (queue, key) with `key` one of
         "prio", "chan", "site" and `groups` its number of values (row q * groups + key)."""
+        return self.totals_by(lo, hi, queues, p, [(key, groups)])[0]
+
+    def totals_by(
+        self, lo: int, hi: int, queues: int, p: Params, keys: Sequence[tuple[str | None, int]]
+    ) -> list[Totals]:
+        """`totals` for each (key, groups) of `keys`, over the same events: which events
+        count as what is found once for all of them, and only the rows differ."""
         q = self.queue[lo:hi]
         k = self.kind[lo:hi]
         w = self.wait[lo:hi]
-        rows = queues * groups
-        r = q if key is None else q * groups + self._key(key, lo, hi)
-        counts = np.bincount(r * KINDS + k, minlength=rows * KINDS).reshape(rows, KINDS)
         # each condition on the events of its own kind only: a fraction of the slice; every
         # selection by index (`flatnonzero`, `take`), several times faster than by mask
         # over millions of events, and the same events in the same order
         a = np.flatnonzero(k == ANSWERED)
-        wa, ra = w.take(a), r.take(a)
+        wa = w.take(a)
         known = np.flatnonzero(~np.isnan(wa))
         b = np.flatnonzero(k == ABANDONED)
         c = np.flatnonzero(k == CB_CONNECTED)
@@ -248,25 +253,37 @@ class EventLog:
             short = b.take(np.flatnonzero(w.take(b) <= p.short_abandon[q.take(b)]))
             on_time = c.take(np.flatnonzero(w.take(c) <= p.callback_target[q.take(c)]))
         e = np.flatnonzero(k == ENDED)
-        exposure: F64 = np.zeros(rows)
-        if key is None:  # the patience estimate is per queue only
-            left = np.flatnonzero((k != QUEUED) & (k != ENDED) & (k < CB_CONNECTED) & ~np.isnan(w))
-            exposure = np.bincount(r.take(left), weights=w.take(left), minlength=rows).astype(
-                np.float64
+        waits, handles = wa.take(known), self.handle[lo:hi].take(e)
+        out = []
+        for key, groups in keys:
+            rows = queues * groups
+            r = q if key is None else q * groups + self._key(key, lo, hi)
+            counts = np.bincount(r * KINDS + k, minlength=rows * KINDS).reshape(rows, KINDS)
+            ra = r.take(a)
+            exposure: F64 = np.zeros(rows)
+            if key is None:  # the patience estimate is per queue only
+                left = np.flatnonzero(
+                    (k != QUEUED) & (k != ENDED) & (k < CB_CONNECTED) & ~np.isnan(w)
+                )
+                exposure = np.bincount(r.take(left), weights=w.take(left), minlength=rows).astype(
+                    np.float64
+                )
+            rk = ra.take(known)
+            out.append(
+                Totals(
+                    counts=counts.astype(np.int64),
+                    within_target=np.bincount(ra.take(within), minlength=rows).astype(np.int64),
+                    short_abandoned=np.bincount(r.take(short), minlength=rows).astype(np.int64),
+                    answered_known=np.bincount(rk, minlength=rows).astype(np.int64),
+                    wait_sum=np.bincount(rk, weights=waits, minlength=rows).astype(np.float64),
+                    handle_sum=np.bincount(r.take(e), weights=handles, minlength=rows).astype(
+                        np.float64
+                    ),
+                    exposure_sum=exposure,
+                    callbacks_on_time=np.bincount(r.take(on_time), minlength=rows).astype(np.int64),
+                )
             )
-        rk = ra.take(known)
-        return Totals(
-            counts=counts.astype(np.int64),
-            within_target=np.bincount(ra.take(within), minlength=rows).astype(np.int64),
-            short_abandoned=np.bincount(r.take(short), minlength=rows).astype(np.int64),
-            answered_known=np.bincount(rk, minlength=rows).astype(np.int64),
-            wait_sum=np.bincount(rk, weights=wa.take(known), minlength=rows).astype(np.float64),
-            handle_sum=np.bincount(
-                r.take(e), weights=self.handle[lo:hi].take(e), minlength=rows
-            ).astype(np.float64),
-            exposure_sum=exposure,
-            callbacks_on_time=np.bincount(r.take(on_time), minlength=rows).astype(np.int64),
-        )
+        return out
 
     def _key(self, key: str, lo: int, hi: int) -> I64:
         """The priority, channel or site index of each event in [lo, hi)."""

@@ -553,10 +553,9 @@ class Engine:
         for w, members in plan.primaries.items():
             lo = self.log.index(now - w)
             dims = []
-            for column, groups in (
-                ("prio", PRIORITIES), ("chan", len(CHANNELS)), ("site", len(self.site_ids))
-            ):  # fmt: skip
-                totals = self.log.totals(lo, hi, nq, plan.params, column, groups)
+            keys = (("prio", PRIORITIES), ("chan", len(CHANNELS)), ("site", len(self.site_ids)))
+            sums = self.log.totals_by(lo, hi, nq, plan.params, keys)
+            for (column, groups), totals in zip(keys, sums, strict=True):
                 active = np.flatnonzero(totals.counts.any(axis=1))
                 starts = np.searchsorted(active, bounds * groups).tolist()
                 rows = self._tick.changed_sums((w, column), totals).reshape(nq, groups)

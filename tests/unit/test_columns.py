@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import math
+import random
 
+import numpy as np
 import pytest
 
-from shared.core.columns import ANSWERED, QUEUED, EventLog
+from shared.core.columns import (
+    ABANDONED,
+    ANSWERED,
+    CALLBACK,
+    ENDED,
+    KINDS,
+    OVERFLOWED,
+    QUEUED,
+    EventLog,
+    Params,
+    pack,
+    unpack,
+)
 
 
 def filled(ts: list[float]) -> EventLog:
@@ -54,3 +68,46 @@ def test_capacity_stays_under_one_and_a_half_times_what_is_held() -> None:
         log.flush()
     assert (log._cap, len(log), log.start) == (3462, 2500, 0)
     assert log.ts[log.start : log.end].tolist() == [float(i) for i in range(2500, 5000)]
+
+
+def test_totals_by_key_equal_a_count_by_hand() -> None:
+    """`totals_by` finds which events count as what once for every key; each key's sums
+    are those counted event by event, and the sums per queue carry the patience's."""
+    rng = random.Random(7)
+    log = EventLog()
+    events = []
+    for i in range(400):
+        queue, kind = rng.randrange(3), rng.randrange(KINDS)
+        wait = rng.choice([math.nan, 5.0, 12.5, 31.0, 70.0])
+        attrs = pack(rng.randrange(4), rng.randrange(3), rng.randrange(3))
+        events.append((float(i), queue, kind, wait, rng.choice([0.0, 180.5]), attrs))
+        log.append(float(i), queue, kind, wait, events[-1][4], attrs)
+    log.flush()
+    thresholds = np.array([[10.0, 20.0, 30.0, 40.0]] * 3)
+    p = Params(thresholds, np.array([6.0, 13.0, 100.0]), np.array([30.0, 60.0, 5.0]))
+    keys = [(None, 1), ("prio", 4), ("chan", 3), ("site", 3)]
+    got = log.totals_by(0, len(events), 3, p, keys)
+    for (key, groups), t in zip(keys, got, strict=True):
+        counts = np.zeros((3 * groups, KINDS), np.int64)
+        within = np.zeros(3 * groups, np.int64)
+        waits, handles, exposure = np.zeros(3 * groups), np.zeros(3 * groups), np.zeros(3)
+        for _ts, queue, kind, wait, handle, attrs in events:
+            prio, chan, site = unpack(attrs)
+            row = queue * groups + {None: 0, "prio": prio, "chan": chan, "site": site}[key]
+            counts[row, kind] += 1
+            known = not math.isnan(wait)
+            if kind == ANSWERED and known:
+                within[row] += wait <= thresholds[queue, prio]
+                waits[row] += wait
+            if kind == ENDED:
+                handles[row] += handle
+            if kind in (ANSWERED, ABANDONED, CALLBACK, OVERFLOWED) and known:
+                exposure[queue] += wait
+        assert np.array_equal(t.counts, counts), key
+        assert np.array_equal(t.within_target, within), key
+        assert t.wait_sum.tolist() == waits.tolist(), key  # sums of halves: exact
+        assert t.handle_sum.tolist() == handles.tolist(), key
+        assert (
+            t.exposure_sum.tolist() == (exposure if key is None else np.zeros(3 * groups)).tolist()
+        )
+    assert got[1].counts.sum() == got[2].counts.sum() == got[3].counts.sum() == 400
