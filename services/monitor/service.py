@@ -41,6 +41,7 @@ from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
 from shared.messages.alerts import AlertChange, AlertRecord, apply_change
 from shared.messages.intervals import Interval
 from shared.queue_settings import QueueSettings
+from shared.runtime import collector_paused
 from shared.store import JsonHash, Keys, atomic_update, text
 from shared.tasks import TaskGroup, stop_if_cancelled, within
 from shared.timefmt import iso_ms, whole_ms
@@ -416,7 +417,8 @@ class MonitorShell:
         await self.check_caught_up()
         owns = self.owner()
         await self.seed_intervals(owns, now)
-        out = self.monitor.tick(now, owns)
+        with collector_paused():
+            out = self.monitor.tick(now, owns)
         self.unstored.keep_intervals(out, self.closed_through(out))
         producer = self.producer
         assert producer is not None  # noqa: S101  # started before ticking
