@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,14 +26,12 @@ def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
+# the contract's window fields, in the order `WindowMetrics.as_json` writes them
 WINDOW_FIELDS = (
     "arrivals", "answered", "answered_within_target", "short_abandoned", "abandoned",
     "callbacks", "overflowed", "flowouts", "offered", "answer_rate", "answer_rate_live",
     "abandon_rate", "asa_s", "aht_s", "callbacks_completed", "callback_rate",
 )  # fmt: skip
-
-
-_window_values = attrgetter(*WINDOW_FIELDS)
 
 
 @record
@@ -67,8 +64,19 @@ class WindowMetrics:
     over_target: int = 0  # the calls waiting over target that answer_rate_live counts
 
     def as_json(self) -> dict[str, int | float | None]:
-        """The contract's fields (not the sums behind them)."""
-        return dict(zip(WINDOW_FIELDS, _window_values(self), strict=True))
+        """The contract's fields (not the sums behind them), in `WINDOW_FIELDS`' order:
+        written out, a third of the time of zipping them (a tick writes thousands)."""
+        return {
+            "arrivals": self.arrivals, "answered": self.answered,
+            "answered_within_target": self.answered_within_target,
+            "short_abandoned": self.short_abandoned, "abandoned": self.abandoned,
+            "callbacks": self.callbacks, "overflowed": self.overflowed,
+            "flowouts": self.flowouts, "offered": self.offered,
+            "answer_rate": self.answer_rate, "answer_rate_live": self.answer_rate_live,
+            "abandon_rate": self.abandon_rate, "asa_s": self.asa_s, "aht_s": self.aht_s,
+            "callbacks_completed": self.callbacks_completed,
+            "callback_rate": self.callback_rate,
+        }  # fmt: skip
 
     def __add__(self, o: WindowMetrics) -> WindowMetrics:
         """The figures of both, rates recomputed from the sums."""

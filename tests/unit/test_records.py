@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shared.core.figures import AgentCounts, Breakdown, window_of
+from shared.core.figures import WINDOW_FIELDS, AgentCounts, Breakdown, window_of
 
 # arrivals 6, answered 4, abandoned 1 (none short), callbacks 1, overflowed 0, ended 3;
 # 3 answered within target, 4 waits known summing 48 s, handle times summing 540 s
@@ -35,3 +35,8 @@ def test_agent_counts_are_written_as_the_contract_names_them() -> None:
     assert counts.as_json() == {
         "available": 1, "busy": 2, "wrap_up": 3, "not_ready": 4, "staffed": 10
     }  # fmt: skip
+
+
+def test_a_window_is_written_with_the_contract_fields_in_order() -> None:
+    w = window_of(INTS, FLOATS, 1, miss=True)
+    assert list(w.as_json().items()) == [(name, getattr(w, name)) for name in WINDOW_FIELDS]
