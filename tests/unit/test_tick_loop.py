@@ -30,6 +30,16 @@ from shared.settings import CommonSettings
 from shared.store import Keys
 
 
+async def ends_cancelled(task: asyncio.Task[None], timeout_s: float = 1.0) -> bool:
+    """Whether `task` ended, cancelled, within `timeout_s`; one still running is cancelled
+    here (a loop that went on is stopped; a no-op once it ended)."""
+    try:
+        done, _ = await asyncio.wait([task], timeout=timeout_s)
+        return task in done and task.cancelled()
+    finally:
+        task.cancel()
+
+
 class Shell:
     """Ticks and measures lag; its second tick cancels the loop as it finishes."""
 
@@ -52,12 +62,8 @@ async def test_a_cancel_that_comes_as_a_tick_finishes_stops_the_loop() -> None:
     clock = iter(float(t) for t in range(100))
     loop = asyncio.create_task(tick_forever(cast(MonitorShell, shell), 0.01, lambda: next(clock)))
     shell.loop = loop
-    try:
-        done, _ = await asyncio.wait([loop], timeout=1.0)
-        assert loop in done and loop.cancelled()
-        assert shell.ticks == [0.0, 1.0]  # no tick after the cancel
-    finally:
-        loop.cancel()  # a loop that went on is stopped here (a no-op once it ended)
+    assert await ends_cancelled(loop)
+    assert shell.ticks == [0.0, 1.0]  # no tick after the cancel
 
 
 class Swallower:
@@ -97,12 +103,8 @@ async def test_a_cancel_a_client_swallowed_still_stops_the_loop(service: str) ->
     }
     loop = asyncio.create_task(loops[service]())
     shell.loop = loop
-    try:
-        done, _ = await asyncio.wait([loop], timeout=1.0)
-        assert loop in done and loop.cancelled()
-        assert shell.ticks == 2  # no tick after the cancel
-    finally:
-        loop.cancel()
+    assert await ends_cancelled(loop)
+    assert shell.ticks == 2  # no tick after the cancel
 
 
 class SwallowingLease:
@@ -134,12 +136,8 @@ async def test_a_cancel_the_lease_client_swallowed_still_stops_the_leader() -> N
     run = asyncio.create_task(leader.run())
     await asyncio.sleep(0.05)  # inside the first attempt
     run.cancel()
-    try:
-        done, _ = await asyncio.wait([run], timeout=1.0)
-        assert run in done and run.cancelled()
-        assert lease.attempts == 1  # no attempt after the cancel
-    finally:
-        run.cancel()
+    assert await ends_cancelled(run)
+    assert lease.attempts == 1  # no attempt after the cancel
 
 
 class SwallowingCall:
@@ -198,9 +196,5 @@ async def test_a_cancel_a_client_swallowed_still_stops_the_background_loops(
     call = SwallowingCall(error)
     loop = asyncio.create_task(loop_of(call))
     call.loop = loop
-    try:
-        done, _ = await asyncio.wait([loop], timeout=3.0)
-        assert loop in done and loop.cancelled()
-        assert call.calls == 2  # no call after the cancel
-    finally:
-        loop.cancel()
+    assert await ends_cancelled(loop, timeout_s=3.0)
+    assert call.calls == 2  # no call after the cancel
