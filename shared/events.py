@@ -251,9 +251,9 @@ def parse_events(raws: list[object]) -> list[CallEvent | AgentEvent] | None:
 def decode_events(data: list[bytes]) -> list[AnyEvent | InvalidEvent]:
     """Decode and validate JSON-encoded events: each the event `decode_event` returns (or
     its `FastCall` twin: the same fields and values, `ts` as its text, `epoch` read from
-    it), or the InvalidEvent it raises. Each record on its own (records joined into one array could
-    pair a string opened in one with a quote in the next): a call event with known
-    fields only through msgspec (`shared.fastcalls`), anything else straight into
+    it), or the InvalidEvent it raises. Each record on its own (records joined into one
+    array could pair a string opened in one with a quote in the next): a call event with
+    known fields only through msgspec (`shared.fastcalls`), anything else straight into
     pydantic-core's validator."""
     fast, validate = decode_fast, _VALIDATE_JSON
     out: list[AnyEvent | InvalidEvent] = []

@@ -32,10 +32,7 @@ from shared.core.intervals import Intervals
 from shared.core.monitor import Monitor, TickOutput
 from shared.core.roster import Limits, Roster
 from shared.core.tiers import QueueAlertState
-from shared.events import (
-    AGENT_EVENTS,
-    AnyEvent,
-)
+from shared.events import AGENT_EVENTS, AnyEvent
 from shared.forecast import Forecast
 from shared.kafka import dumps, ensure_topics, new_consumer, new_producer
 from shared.messages.alerts import AlertChange, AlertRecord, apply_change

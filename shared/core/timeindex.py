@@ -33,9 +33,6 @@ class TimeIndex(Generic[K]):
         self.runs: list[Run[K]] = []
         self.open: Run[K] = Run([])
 
-    def __len__(self) -> int:
-        return len(self.open.keys) + sum(len(r.keys) for r in self.runs)
-
     def add(self, keys: list[K], earliest: float) -> None:
         """Keys just set, whose entries' times are `earliest` or later."""
         self.open.keys += keys
