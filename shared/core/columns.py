@@ -226,14 +226,29 @@ class EventLog:
         return int(np.searchsorted(self.ts[self.start : self.end], ts, "right")) + self.start
 
     def totals(
-        self, lo: int, hi: int, queues: int, p: Params, key: str | None = None, groups: int = 1
+        self,
+        lo: int,
+        hi: int,
+        queues: int,
+        p: Params,
+        key: str | None = None,
+        groups: int = 1,
+        exposure: bool = True,
     ) -> Totals:
         """Sums over positions [lo, hi) per queue, or per (queue, key) with `key` one of
-        "prio", "chan", "site" and `groups` its number of values (row q * groups + key)."""
-        return self.totals_by(lo, hi, queues, p, [(key, groups)])[0]
+        "prio", "chan", "site" and `groups` its number of values (row q * groups + key).
+        `exposure_sum` is per queue only, and zeros without `exposure` (a pass over the
+        span saved where no patience is estimated)."""
+        return self.totals_by(lo, hi, queues, p, [(key, groups)], exposure)[0]
 
     def totals_by(
-        self, lo: int, hi: int, queues: int, p: Params, keys: Sequence[tuple[str | None, int]]
+        self,
+        lo: int,
+        hi: int,
+        queues: int,
+        p: Params,
+        keys: Sequence[tuple[str | None, int]],
+        exposure: bool = True,
     ) -> list[Totals]:
         """`totals` for each (key, groups) of `keys`, over the same events: which events
         count as what is found once for all of them, and only the rows differ."""
@@ -249,7 +264,9 @@ class EventLog:
         b = np.flatnonzero(k == ABANDONED)
         c = np.flatnonzero(k == CB_CONNECTED)
         with np.errstate(invalid="ignore"):
-            within = np.flatnonzero(wa <= p.sl_threshold[q.take(a), self.attrs[lo:hi].take(a) & 3])
+            # each answered call's target: row queue, column priority, read as one flat take
+            target = q.take(a) * PRIORITIES + (self.attrs[lo:hi].take(a) & 3)
+            within = np.flatnonzero(wa <= p.sl_threshold.ravel().take(target))
             short = b.take(np.flatnonzero(w.take(b) <= p.short_abandon[q.take(b)]))
             on_time = c.take(np.flatnonzero(w.take(c) <= p.callback_target[q.take(c)]))
         e = np.flatnonzero(k == ENDED)
@@ -260,12 +277,12 @@ class EventLog:
             r = q if key is None else q * groups + self._key(key, lo, hi)
             counts = np.bincount(r * KINDS + k, minlength=rows * KINDS).reshape(rows, KINDS)
             ra = r.take(a)
-            exposure: F64 = np.zeros(rows)
-            if key is None:  # the patience estimate is per queue only
+            exposed: F64 = np.zeros(rows)
+            if key is None and exposure:  # the patience estimate is per queue only
                 left = np.flatnonzero(
                     (k != QUEUED) & (k != ENDED) & (k < CB_CONNECTED) & ~np.isnan(w)
                 )
-                exposure = np.bincount(r.take(left), weights=w.take(left), minlength=rows).astype(
+                exposed = np.bincount(r.take(left), weights=w.take(left), minlength=rows).astype(
                     np.float64
                 )
             rk = ra.take(known)
@@ -279,7 +296,7 @@ class EventLog:
                     handle_sum=np.bincount(r.take(e), weights=handles, minlength=rows).astype(
                         np.float64
                     ),
-                    exposure_sum=exposure,
+                    exposure_sum=exposed,
                     callbacks_on_time=np.bincount(r.take(on_time), minlength=rows).astype(np.int64),
                 )
             )

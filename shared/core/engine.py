@@ -12,6 +12,7 @@ import logging
 import math
 import operator
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from itertools import repeat
 from typing import Any
 
@@ -409,7 +410,9 @@ class Engine:
         self._retention = float(plan.retention) + self.grace_s
         cache = self._tick
         spots = self._spots_at(now, settings, cache)
-        totals = self._window_totals(now, plan.spans, nq, plan.params)
+        totals = self._window_totals(
+            now, plan.spans, nq, plan.params, max(plan.primaries, default=0)
+        )
         changed = np.zeros(nq, np.bool_)
         for w, t in totals.items():
             changed |= cache.figures(w, t, plan.shows[w], plan.miss)
@@ -479,15 +482,24 @@ class Engine:
             callback_target=np.ascontiguousarray(table[:, PRIORITIES + 1]),
         )
 
-    def _window_totals(self, now: float, spans: list[int], nq: int, p: Params) -> dict[int, Totals]:
-        """Totals for each window size, summed from disjoint slices (one pass in all)."""
+    def _window_totals(
+        self, now: float, spans: list[int], nq: int, p: Params, exposed_s: int
+    ) -> dict[int, Totals]:
+        """Totals for each window size, summed from disjoint slices (one pass in all);
+        `exposure_sum` only in the windows up to `exposed_s` (the longest primary window,
+        the only ones whose patience is estimated), zeros beyond."""
         hi = self.log.index(now)
         out: dict[int, Totals] = {}
         running: Totals | None = None
         for w in spans:  # ascending: each window adds the slice beyond the previous one
             lo = self.log.index(now - w)
-            part = self.log.totals(lo, hi, nq, p)
-            running = part if running is None else running + part
+            part = self.log.totals(lo, hi, nq, p, exposure=w <= exposed_s)
+            if running is None:
+                running = part
+            elif w <= exposed_s:
+                running = running + part
+            else:  # not the windows' exposure but that of the last one with it: left out
+                running = replace(running + part, exposure_sum=part.exposure_sum)
             out[w] = running
             hi = lo
         return out

@@ -83,7 +83,10 @@ def test_totals_by_key_equal_a_count_by_hand() -> None:
         events.append((float(i), queue, kind, wait, rng.choice([0.0, 180.5]), attrs))
         log.append(float(i), queue, kind, wait, events[-1][4], attrs)
     log.flush()
-    thresholds = np.array([[10.0, 20.0, 30.0, 40.0]] * 3)
+    # a target per queue and priority, each row its own (a swapped index reads another)
+    thresholds = np.array(
+        [[10.0, 20.0, 30.0, 40.0], [40.0, 30.0, 20.0, 10.0], [5.0, 12.5, 31.0, 70.0]]
+    )
     p = Params(thresholds, np.array([6.0, 13.0, 100.0]), np.array([30.0, 60.0, 5.0]))
     keys = [(None, 1), ("prio", 4), ("chan", 3), ("site", 3)]
     got = log.totals_by(0, len(events), 3, p, keys)
@@ -111,3 +114,9 @@ def test_totals_by_key_equal_a_count_by_hand() -> None:
             t.exposure_sum.tolist() == (exposure if key is None else np.zeros(3 * groups)).tolist()
         )
     assert got[1].counts.sum() == got[2].counts.sum() == got[3].counts.sum() == 400
+    # without exposure: the same sums, and no exposure (where no patience is estimated)
+    bare = log.totals(0, len(events), 3, p, exposure=False)
+    assert bare.exposure_sum.tolist() == [0.0, 0.0, 0.0] != got[0].exposure_sum.tolist()
+    assert np.array_equal(bare.counts, got[0].counts)
+    assert bare.within_target.tolist() == got[0].within_target.tolist()
+    assert bare.wait_sum.tolist() == got[0].wait_sum.tolist()
