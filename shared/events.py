@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Literal
 
-import msgspec
 import orjson
 from pydantic import (
     AwareDatetime,
@@ -17,7 +16,7 @@ from pydantic import (
     ValidationError,
 )
 
-from shared.fastcalls import FastCall, decode_fast
+from shared.fastcalls import FastCall, decode_fast_many
 from shared.timefmt import epoch
 
 EventId = Annotated[
@@ -255,14 +254,13 @@ def decode_events(data: list[bytes]) -> list[AnyEvent | InvalidEvent]:
     array could pair a string opened in one with a quote in the next): a call event with
     known fields only through msgspec (`shared.fastcalls`), anything else straight into
     pydantic-core's validator."""
-    fast, validate = decode_fast, _VALIDATE_JSON
+    validate = _VALIDATE_JSON
     out: list[AnyEvent | InvalidEvent] = []
-    for raw in data:
-        try:
-            out.append(fast(raw))
+    for raw, fast in zip(data, decode_fast_many(data), strict=True):
+        if fast is not None:
+            out.append(fast)
             continue
-        except (msgspec.DecodeError, ValueError, RecursionError):
-            pass  # not one fastcalls takes (or bytes it cannot read): pydantic says what it is
+        # not one fastcalls takes (or bytes it cannot read): pydantic says what it is
         try:
             out.append(validate(raw))
         except ValidationError:

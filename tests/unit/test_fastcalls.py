@@ -30,12 +30,14 @@ from shared.events import (
 )
 from shared.fastcalls import (
     NUMBER_LIMIT,
+    PATTERNS,
     FastAnswered,
     FastCall,
     FastCallbackCompleted,
     FastEnded,
     FastQueued,
     decode_fast,
+    decode_fast_many,
 )
 from tests.unit.test_tick_incremental import assert_same
 
@@ -80,6 +82,9 @@ def test_every_call_event_has_a_twin_with_the_same_fields_and_rules(
 ) -> None:
     mine, required = _props(msgspec.json.schema(fast))
     theirs, their_required = _props(model.model_json_schema())
+    # the struct's rules and the pattern matched after decoding (`ts` is compared below)
+    assert "pattern" not in mine["event_id"]
+    mine["event_id"]["pattern"] = f"^{PATTERNS['event_id']}$"
     assert mine == theirs
     assert required == their_required
 
@@ -431,3 +436,44 @@ def test_a_huge_number_is_read_as_pydantic_reads_it(number: str) -> None:
     (out,) = decode_events([raw])
     assert isinstance(out, CallEnded)
     assert out.talk_s == EVENT_ADAPTER.validate_json(raw).talk_s  # type: ignore[union-attr]
+
+
+# ---- a batch: its patterns are matched in one call, each record's verdict its own -------
+
+
+def _verdict(event: object) -> tuple[str, object]:
+    """What decoding gave, comparably: the class, and the values or the reasons."""
+    if isinstance(event, InvalidEvent):
+        return "invalid", event.errors
+    if isinstance(event, BaseModel):
+        return type(event).__name__, event.model_dump()
+    assert isinstance(event, msgspec.Struct)
+    return type(event).__name__, msgspec.structs.asdict(event)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(records(), min_size=1, max_size=12))
+def test_a_batch_decodes_each_record_as_it_decodes_alone(batch: list[bytes]) -> None:
+    alone = [_verdict(decode_events([raw])[0]) for raw in batch]
+    assert [_verdict(e) for e in decode_events(batch)] == alone
+    assert [e is not None for e in decode_fast_many(batch)] == [_taken(raw) for raw in batch]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        _queued(event_id="e2\ne3"),  # joined, "e1 e2 e3 e4" would read as four good ids
+        _queued(ts="2026-11-11T20:00:00Z\n2026-11-11T20:00:00Z"),
+        _queued(event_id="e2\n"),
+        _queued(event_id="e 2"),
+    ],
+    ids=["id-of-two-lines", "ts-of-two-lines", "id-ending-in-a-line-break", "id-with-a-space"],
+)
+def test_a_value_with_a_line_break_in_a_batch_goes_to_pydantic(fields: dict[str, object]) -> None:
+    batch = [orjson.dumps(_queued(event_id="e1")), orjson.dumps(fields)]
+    batch.append(orjson.dumps(_queued(event_id="e4", call_id="c4")))
+    first, bad, last = decode_events(batch)
+    assert isinstance(first, FastQueued) and first.event_id == "e1"
+    assert isinstance(last, FastQueued) and (last.event_id, last.call_id) == ("e4", "c4")
+    assert isinstance(bad, InvalidEvent)
+    assert decode_fast_many(batch)[1] is None
