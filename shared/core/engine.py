@@ -40,6 +40,8 @@ from shared.core.columns import (
     CHANNELS,
     DEFAULT_ATTRS,
     ENDED,
+    F64,
+    I64,
     OVERFLOWED,
     PRIORITIES,
     QUEUED,
@@ -57,6 +59,7 @@ from shared.core.figures import (
     CentreStats,
     LastTick,
     QueueStats,
+    TickArrays,
     agent_counts,
     centre,
 )
@@ -433,7 +436,7 @@ class Engine:
                     strict=True,
                 ):
                     patience[i] = estimate_patience(n, x)
-        surge, baseline, surge_counts = self._arrival_counts(plan, now, cache)
+        surge, baseline, surge_counts, arrivals, before = self._arrival_counts(plan, now, cache)
         agents, site_agents = self._agent_counts()
         table = BreakdownTable(
             now, (_PRIORITY_KEYS, CHANNELS, self.site_ids), spots, site_agents, self.queue_ids,
@@ -450,10 +453,12 @@ class Engine:
         longest = np.where(cache.waiting > 0, now - cache.earliest, 0.0).tolist()
         oldest = np.where(cache.pending > 0, now - cache.earliest_cb, 0.0).tolist()
         ids = self.queue_ids
+        arrays = TickArrays(arrivals, before, *self._primary_rates(plan, totals, cache.over))
         stats = map(
             QueueStats, ids, repeat(now, nq), windows, cache.waiting.tolist(), cache.over.tolist(),
             longest, cache.agents, surge, baseline, settings, patience, surge_counts,
             cache.pending.tolist(), oldest, cache.expired.tolist(), repeat(table, nq), range(nq),
+            repeat(arrays, nq),
         )  # fmt: skip
         return dict(zip(ids, stats, strict=True))
 
@@ -504,11 +509,34 @@ class Engine:
             hi = lo
         return out
 
-    def _arrival_counts(
-        self, plan: _Plan, now: float, cache: LastTick
-    ) -> tuple[list[int], list[int | None], list[dict[int, tuple[int, int | None]]]]:
+    def _primary_rates(
+        self, plan: _Plan, totals: dict[int, Totals], over: I64
+    ) -> tuple[F64, I64, I64]:
+        """Per queue, its primary window's answer_rate_live (NaN where it is None) and
+        offered, and its calls waiting over target, as `window_of` makes them."""
+        nq = len(plan.settings)
+        rate, offered = np.full(nq, math.nan), np.zeros(nq, np.int64)
+        for w, members in plan.primaries.items():
+            t = totals[w]
+            counts = t.counts[members]
+            given = counts[:, ANSWERED] + counts[:, ABANDONED] - t.short_abandoned[members]
+            flowouts = counts[:, CALLBACK] + counts[:, OVERFLOWED]
+            given += np.where(plan.miss_mask[members], flowouts, 0)  # contract 4: sl_flowouts
+            live = given + over[members]
+            offered[members] = given
+            # int over int as Python divides them: both exact as floats, one rounding
+            rate[members] = np.where(
+                live > 0, t.within_target[members] / np.maximum(live, 1), math.nan
+            )
+        return rate, offered, over.copy()
+
+    def _arrival_counts(self, plan: _Plan, now: float, cache: LastTick) -> tuple[
+        list[int], list[int | None], list[dict[int, tuple[int, int | None]]],
+        dict[int, I64], dict[int, I64],
+    ]:  # fmt: skip
         """contract 5: per queue, arrivals in the surge window and in the hour before it,
-        and the same for each surge window (None while the hour was not observed)."""
+        and the same for each surge window (None while the hour was not observed); and
+        the same per window as arrays over every queue (-1: not observed)."""
         spans = []  # (a, b] of each count, as the contract writes them
         for s in plan.distinct:
             spans.append((now - s.surge_window_s, now))
@@ -522,6 +550,8 @@ class Engine:
         nq = len(plan.settings)
         upto = cumulative_counts(arrival_ts, arrival_queue, np.array(bounds), nq)
         first = np.array(self._first_seen)
+        arrivals: dict[int, I64] = {}
+        hours: dict[int, I64] = {}
         for g, (s, members) in enumerate(zip(plan.distinct, plan.members, strict=True)):
             columns = []  # per member: counts, -1 for "not yet observed"
             for w in (s.surge_window_s, *sorted(set(s.surge_windows_s))):
@@ -529,6 +559,8 @@ class Engine:
                 columns.append(upto[at[b], members] - upto[at[a], members])
                 before = upto[at[a], members] - upto[at[a - BASELINE_S], members]
                 columns.append(np.where(first[members] <= a - BASELINE_S, before, -1))
+                arrivals.setdefault(w, np.zeros(nq, np.int64))[members] = columns[-2]
+                hours.setdefault(w, np.full(nq, -1, np.int64))[members] = columns[-1]
             table = np.stack(columns, axis=1)
             rows = cache.changed_rows(("surge", g), table)
             ws = sorted(set(s.surge_windows_s))
@@ -538,7 +570,7 @@ class Engine:
                     w: (row[2 + 2 * j], None if row[3 + 2 * j] < 0 else row[3 + 2 * j])
                     for j, w in enumerate(ws)
                 }
-        return cache.surge, cache.baseline, cache.surge_counts
+        return cache.surge, cache.baseline, cache.surge_counts, arrivals, hours
 
     def _arrivals(self) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int32]]:
         """The time and queue of every call.queued held, in time order (taken once a tick:
@@ -705,6 +737,7 @@ class _Plan:
         self.members = [np.array(by_id[id(s)], np.intp) for s in self.distinct]
         self.spans = sorted({w for s in self.distinct for w in s.windows_s})
         self.miss = [s.sl_flowouts == "miss" for s in settings]
+        self.miss_mask = np.array(self.miss, np.bool_).reshape(len(settings))
         nq = len(settings)
         # per window: the queues that show it; per primary window: its queues
         self.shows = {w: np.zeros(nq, np.bool_) for w in self.spans}

@@ -234,6 +234,19 @@ class Breakdown:
         )
 
 
+@dataclass(frozen=True, eq=False)
+class TickArrays:
+    """What the tier machines read of every queue at one tick, as arrays indexed by the
+    engine's queue index (`QueueStats.index`): the same values as each queue's figures,
+    read once for all queues rather than queue by queue."""
+
+    arrivals: dict[int, npt.NDArray[np.int64]]  # per surge window W: in (now - W, now]
+    before: dict[int, npt.NDArray[np.int64]]  # in the hour before W; -1: not yet observed
+    live_rate: npt.NDArray[np.float64]  # the primary window's answer_rate_live (NaN: None)
+    offered: npt.NDArray[np.int64]  # the primary window's offered
+    over: npt.NDArray[np.int64]  # waiting_over_target
+
+
 @record
 class QueueStats:
     """Everything the engine knows of one queue at `now`."""
@@ -257,6 +270,7 @@ class QueueStats:
     callbacks_expired: int = 0
     breakdowns: BreakdownTable | None = None  # this queue's is row `index` of the table
     index: int = 0
+    arrays: TickArrays | None = field(default=None, compare=False)  # row `index` is this queue's
 
     @property
     def by_priority(self) -> dict[str, Breakdown]:

@@ -21,14 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
-from itertools import chain
-from operator import attrgetter, itemgetter
+from itertools import chain, repeat
+from operator import attrgetter, is_, itemgetter
 from typing import Literal, NamedTuple
 
 import numpy as np
 from scipy.special import gammainc  # type: ignore[import-untyped]  # scipy ships no stubs
 
-from shared.core.figures import QueueStats, WindowMetrics
+from shared.core.figures import QueueStats, TickArrays, WindowMetrics
 from shared.core.record import record
 from shared.forecast import Forecast
 from shared.messages.alerts import AlertChange, Numbers, Transition
@@ -380,6 +380,7 @@ _BASIS_OF = np.array(_BASES, dtype=object)
 _FORECAST, _DECLARED, _BASELINE = 1, 2, 3
 # what `step_many` reads of every queue, each object visited once
 _READ = attrgetter("settings", "surge_counts", "windows", "waiting_over_target")
+_SETTINGS, _ARRAYS, _INDEX = attrgetter("settings"), attrgetter("arrays"), attrgetter("index")
 _STATE = attrgetter("tier", "breach")
 _RATE = attrgetter("answer_rate_live", "offered")
 
@@ -464,12 +465,20 @@ def _group(
     forecasts: Sequence[Forecast | None],
     raised: np.ndarray,
     counts: Sequence[dict[int, tuple[int, int | None]]],
+    arrays: tuple[TickArrays, np.ndarray] | None = None,
 ) -> _Group:
     """`evidence` of every member, one array operation per step (one `gammainc` call);
-    `raised`: the members at tier 1 or above; `counts`: their `surge_counts`."""
+    `raised`: the members at tier 1 or above; `counts`: their `surge_counts`, read from
+    `arrays` instead when given (the tick's arrays, and the members' rows there)."""
     windows = list(dict.fromkeys([*s.surge_windows_s, s.surge_window_s]))
     m, k = len(members), len(windows)
-    n, hour, missing = _counted(s, windows, [stats[i] for i in members], counts)
+    if arrays is not None:
+        table, rows = arrays
+        n = np.stack([table.arrivals[w][rows] for w in windows], axis=1)
+        hour = np.stack([table.before[w][rows] for w in windows], axis=1)
+        missing: list[int] = []
+    else:
+        n, hour, missing = _counted(s, windows, [stats[i] for i in members], counts)
     # contract 5: expected(W), by the first basis that has it (see `expected_for`)
     declared = s.expected_per_hour
     if declared is not None:
@@ -530,6 +539,13 @@ def _breach_due(
     return due
 
 
+def _breach_due_of(s: QueueSettings, arrays: TickArrays, rows: np.ndarray) -> np.ndarray:
+    """`_breach_due` of the queues at these rows of the tick's arrays."""
+    volume = arrays.offered[rows] + arrays.over[rows]
+    due: np.ndarray = (arrays.live_rate[rows] < s.sl_alert_below) & (volume >= 10)
+    return due
+
+
 def _or_none(valid: np.ndarray, values: np.ndarray) -> list[object]:
     """`values` as Python objects, None where not `valid`."""
     out = values.astype(object)
@@ -573,12 +589,20 @@ def step_many(
     """`step` for many queues at once, with the same results: the evidence of all of them
     with array operations; at tier 0 with no tier indicated, the primary surge window
     shown and only the breach alert stepped (nothing at all when no breach is active or
-    due); the others one by one through `step`'s own path."""
+    due); the others one by one through `step`'s own path. Queues of one engine tick
+    are read from its arrays (`QueueStats.arrays`: arrivals per window, breach figures),
+    others from each queue's figures: the same values."""
     nq = len(stats)
     out = Ticks()
     if not nq:
         return out
-    settings, counts, windows, over = zip(*map(_READ, stats), strict=True)
+    arrays = stats[0].arrays  # every queue's figures as arrays, when one tick's
+    if arrays is not None and all(map(is_, map(_ARRAYS, stats), repeat(arrays))):
+        rows = np.fromiter(map(_INDEX, stats), np.intp, nq)
+        settings: Sequence[QueueSettings] = list(map(_SETTINGS, stats))
+    else:
+        arrays = None
+        settings, counts, windows, over = zip(*map(_READ, stats), strict=True)
     keys = np.fromiter(map(id, settings), np.int64, nq)
     if (keys == keys[0]).all():  # one settings object: one group
         first, which = np.zeros(1, np.int64), np.zeros(nq, np.int64)
@@ -600,8 +624,13 @@ def step_many(
         s: QueueSettings = settings[int(first[g])]
         members = at.tolist()
         single = len(members) == nq
-        mine = counts if single else [counts[i] for i in members]
-        grp = _group(s, members, states, stats, forecasts, tier_now[at] >= 1, mine)
+        if arrays is not None:
+            grp = _group(
+                s, members, states, stats, forecasts, tier_now[at] >= 1, (), (arrays, rows[at])
+            )
+        else:
+            mine = counts if single else [counts[i] for i in members]
+            grp = _group(s, members, states, stats, forecasts, tier_now[at] >= 1, mine)
         out._groups.append(grp)
         c = grp.windows.index(s.surge_window_s)
         top[at] = grp.tier.max(axis=1)
@@ -609,7 +638,9 @@ def step_many(
         ratio[at], p[at], valid[at] = grp.ratio[:, c], grp.p[:, c], grp.valid[:, c]
         primary_s[at] = s.surge_window_s
         row[at] = np.arange(len(members))
-        if single:
+        if arrays is not None:
+            due[at] = _breach_due_of(s, arrays, rows[at])
+        elif single:
             due = _breach_due(s, windows, over)
         else:
             due[at] = _breach_due(s, [windows[i] for i in members], [over[i] for i in members])

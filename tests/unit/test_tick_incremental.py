@@ -4,6 +4,7 @@ that sees the same events for the first time at that tick."""
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -18,7 +19,7 @@ from shared.queue_settings import QueueSettings
 from tests.conftest import iso
 from tests.unit.test_engine_property import NOW, QUEUES, agents, calls, events_of, queue_settings
 
-FIELDS = [f for f in QueueStats.__slots__ if f not in ("breakdowns", "settings")]
+FIELDS = [f for f in QueueStats.__slots__ if f not in ("breakdowns", "settings", "arrays")]
 
 
 def assert_same(got: dict[str, QueueStats], want: dict[str, QueueStats], now: float) -> None:
@@ -29,6 +30,31 @@ def assert_same(got: dict[str, QueueStats], want: dict[str, QueueStats], now: fl
             assert getattr(g, name) == getattr(w, name), (now, queue, name)
         for name in ("by_priority", "by_channel", "by_site"):
             assert getattr(g, name) == getattr(w, name), (now, queue, name)
+        assert arrays_row(g) == arrays_row(w) == figures_row(w), (now, queue)
+
+
+def arrays_row(st: QueueStats) -> tuple[object, ...]:
+    """A queue's row of its tick's arrays (`TickArrays`), as `figures_row` reads it."""
+    a, i, s = st.arrays, st.index, st.settings
+    assert a is not None
+    windows = sorted({*s.surge_windows_s, s.surge_window_s})
+    counts = {w: (int(a.arrivals[w][i]), int(a.before[w][i])) for w in windows}
+    return counts, repr(float(a.live_rate[i])), int(a.offered[i]), int(a.over[i])
+
+
+def figures_row(st: QueueStats) -> tuple[object, ...]:
+    """The same values from the queue's own figures: the arrays hold nothing else."""
+    s = st.settings
+    counts = {w: (n, -1 if h is None else h) for w, (n, h) in st.surge_counts.items()}
+    hour = -1 if st.baseline_arrivals is None else st.baseline_arrivals
+    assert counts.setdefault(s.surge_window_s, (st.surge_arrivals, hour)) == (
+        st.surge_arrivals,
+        hour,
+    )
+    primary = st.windows[s.primary_window_s]
+    rate = primary.answer_rate_live
+    live = repr(math.nan if rate is None else rate)
+    return dict(sorted(counts.items())), live, primary.offered, st.waiting_over_target
 
 
 def ts_of(event: dict[str, Any]) -> float:

@@ -5,13 +5,16 @@ queues (surges, forecasts, declared rates, breaches, clears)."""
 from __future__ import annotations
 
 import random
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 from scipy.special import gammainc  # type: ignore[import-untyped]  # scipy ships no stubs
 
+from shared.core.engine import Engine
 from shared.core.tiers import QueueAlertState, SurgeView, TickResult, step, step_many
+from shared.events import AnyEvent, CallAbandoned, CallAnswered, CallQueued
 from shared.forecast import Forecast
 from shared.queue_settings import QueueSettings
 from tests.conftest import T0
@@ -156,3 +159,75 @@ def test_many_queues_tick_by_tick_as_one_by_one(shared: bool) -> None:
         ("surge", "raised"), ("surge", "escalated"), ("surge", "deescalated"),
         ("surge", "cleared"), ("sl_breach", "raised"), ("sl_breach", "cleared"),
     }  # fmt: skip
+
+
+def test_the_engines_arrays_step_as_its_figures_do() -> None:
+    """From an engine's tick `step_many` reads every queue's arrivals and breach figures
+    as arrays (`TickArrays`); stepped from each queue's own figures instead (the arrays
+    taken away), every state, surge, change, update and evidence is the same, bit for
+    bit, through surges and breaches, six settings objects, flow-outs counted as misses
+    and a second primary window."""
+    rng = random.Random(21)
+    settings = [*_settings(), QueueSettings(sl_flowouts="miss", windows_s=[900, 300])]
+    queues = [f"q{k:02}" for k in range(40)]
+    setting = {q: settings[k % len(settings)] for k, q in enumerate(queues)}
+    forecast = {q: _forecast(rng, q) for q in queues}
+    engine = Engine(lambda q: setting.get(q, QueueSettings()))
+    start = NOW - 3900.0  # the baseline hour observed before the first tick
+    events: list[tuple[float, AnyEvent]] = []
+    for k, q in enumerate(queues):
+        per_s = rng.choice([0.01, 0.05, 0.2])
+        t = start
+        while t < NOW + 1400.0:
+            surging = k % 3 == 0 and NOW + 120.0 < t < NOW + 500.0
+            t += rng.expovariate(per_s * (8.0 if surging else 1.0))
+            events += _call(rng, q, f"{q}-{len(events)}", t)
+    events.sort(key=lambda e: e[0])
+    states = {q: QueueAlertState() for q in queues}
+    tiers: set[int] = set()
+    kinds: set[tuple[str, str]] = set()
+    at = 0
+    for tick in range(140):
+        now = NOW + tick * 10.0
+        while at < len(events) and events[at][0] <= now:
+            engine.add(events[at][1])
+            at += 1
+        stats = engine.compute(now)
+        ids = sorted(stats)
+        mine = [stats[q] for q in ids]
+        assert all(st.arrays is mine[0].arrays is not None for st in mine)
+        before = [states[q] for q in ids]
+        forecasts = [forecast.get(q) for q in ids]
+        got = step_many(before, mine, forecasts)
+        want = step_many(before, [replace(st, arrays=None) for st in mine], forecasts)
+        for k in range(len(ids)):
+            assert repr(got.result(k)) == repr(want.result(k)), (tick, ids[k])
+        assert repr(got.changes) == repr(want.changes)
+        assert repr(got.updates) == repr(want.updates)
+        assert got.surges == want.surges
+        states.update(zip(ids, got.states, strict=True))
+        tiers.update(s.tier for s in got.states)
+        kinds.update((c.kind, c.transition) for c in got.changes)
+    assert tiers == {0, 1, 2, 3}  # the surges were seen
+    assert {("surge", "raised"), ("sl_breach", "raised"), ("sl_breach", "cleared")} <= kinds
+
+
+def _call(rng: random.Random, queue: str, call: str, t: float) -> list[tuple[float, AnyEvent]]:
+    """One call: queued at `t`, answered after a wait around the 20 s target (well within
+    it from 600 s after NOW: breaches clear), or abandoned."""
+    wait = rng.expovariate(1 / (25 if t < NOW + 600.0 else 4))
+    base = {"call_id": call, "queue_id": queue}
+    queued = CallQueued(event_id=f"{call}a", type="call.queued", ts=at_s(t), **base)
+    if rng.random() < 0.15:
+        left: AnyEvent = CallAbandoned(
+            event_id=f"{call}b", type="call.abandoned", ts=at_s(t + wait), **base
+        )
+    else:
+        left = CallAnswered(
+            event_id=f"{call}b", type="call.answered", ts=at_s(t + wait), agent_id="a", **base
+        )
+    return [(t, queued), (t + wait, left)]
+
+
+def at_s(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
