@@ -135,8 +135,10 @@ def decode_fast_many(data: Sequence[bytes]) -> list[FastCall | None]:
         try:
             event: FastCall = decode(raw)
             force_setattr(event, "epoch", parse(event.ts).timestamp())
-        except (msgspec.DecodeError, ValueError, OverflowError, RecursionError):
-            out.append(None)  # UnicodeDecodeError is a ValueError
+        except (msgspec.DecodeError, ValueError, OverflowError, OSError, RecursionError):
+            # UnicodeDecodeError is a ValueError; OSError: a `ts` with no offset (the
+            # pattern refuses it below) read in local time where the platform cannot
+            out.append(None)
             continue
         out.append(event)
         ids.append(event.event_id)

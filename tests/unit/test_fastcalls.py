@@ -477,3 +477,13 @@ def test_a_value_with_a_line_break_in_a_batch_goes_to_pydantic(fields: dict[str,
     assert isinstance(last, FastQueued) and (last.event_id, last.call_id) == ("e4", "c4")
     assert isinstance(bad, InvalidEvent)
     assert decode_fast_many(batch)[1] is None
+
+
+def test_a_time_with_no_offset_in_a_batch_goes_to_pydantic() -> None:
+    """Read before the batch's patterns are matched, `ts` with no offset is local time
+    to Python; pydantic refuses it, and so the batch does."""
+    batch = [orjson.dumps(_queued(ts=ts)) for ts in ("2026-11-11T20:00:00Z", "2026-11-11T20:00:00")]
+    ok, naive = decode_events(batch)
+    assert isinstance(ok, FastQueued) and ok.epoch == 1794427200.0
+    assert isinstance(naive, InvalidEvent)
+    assert naive.errors == ["ts: timestamp must include a UTC offset"]
