@@ -503,7 +503,7 @@ class Engine:
                 running = part
             elif w <= exposed_s:
                 running = running + part
-            else:  # not the windows' exposure but that of the last one with it: left out
+            else:  # zeros, not the exposure of the nearer windows alone
                 running = replace(running + part, exposure_sum=part.exposure_sum)
             out[w] = running
             hi = lo
@@ -737,7 +737,7 @@ class _Plan:
         self.members = [np.array(by_id[id(s)], np.intp) for s in self.distinct]
         self.spans = sorted({w for s in self.distinct for w in s.windows_s})
         self.miss = [s.sl_flowouts == "miss" for s in settings]
-        self.miss_mask = np.array(self.miss, np.bool_).reshape(len(settings))
+        self.miss_mask = np.array(self.miss, np.bool_)
         nq = len(settings)
         # per window: the queues that show it; per primary window: its queues
         self.shows = {w: np.zeros(nq, np.bool_) for w in self.spans}
