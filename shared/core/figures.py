@@ -270,7 +270,8 @@ class QueueStats:
     callbacks_expired: int = 0
     breakdowns: BreakdownTable | None = None  # this queue's is row `index` of the table
     index: int = 0
-    arrays: TickArrays | None = field(default=None, compare=False)  # row `index` is this queue's
+    # row `index` is this queue's (the whole tick's arrays: not in the repr)
+    arrays: TickArrays | None = field(default=None, compare=False, repr=False)
 
     @property
     def by_priority(self) -> dict[str, Breakdown]:

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from shared.core.engine import Engine
 from shared.core.figures import WINDOW_FIELDS, AgentCounts, Breakdown, window_of
+from shared.events import CallQueued
+from tests.conftest import T0
 
 # arrivals 6, answered 4, abandoned 1 (none short), callbacks 1, overflowed 0, ended 3;
 # 3 answered within target, 4 waits known summing 48 s, handle times summing 540 s
@@ -40,3 +43,14 @@ def test_agent_counts_are_written_as_the_contract_names_them() -> None:
 def test_a_window_is_written_with_the_contract_fields_in_order() -> None:
     w = window_of(INTS, FLOATS, 1, miss=True)
     assert list(w.as_json().items()) == [(name, getattr(w, name)) for name in WINDOW_FIELDS]
+
+
+def test_queue_stats_hold_the_ticks_arrays_out_of_their_repr_and_equality() -> None:
+    """Each queue's figures carry the whole tick's arrays: a repr (a log line, a failed
+    assertion) shows the queue's own figures only, and equality ignores them."""
+    engine = Engine()
+    engine.add(CallQueued(event_id="e1", type="call.queued", ts=T0, call_id="c1", queue_id="q1"))
+    stats = engine.compute(T0.timestamp() + 1.0)["q1"]
+    assert stats.arrays is not None and stats.arrays.arrivals[300].tolist() == [1]
+    assert "arrays" not in repr(stats) and "queue_id='q1'" in repr(stats)
+    assert stats == replace(stats, arrays=None)
