@@ -40,7 +40,6 @@ from shared.core.columns import (
     CHANNELS,
     DEFAULT_ATTRS,
     ENDED,
-    F64,
     I64,
     OVERFLOWED,
     PRIORITIES,
@@ -420,10 +419,15 @@ class Engine:
         for w, t in totals.items():
             changed |= cache.figures(w, t, plan.shows[w], plan.miss)
         windows, patience, primary = cache.windows, cache.patience, cache.primary
-        for i in np.flatnonzero(changed).tolist():
+        rebuilt = np.flatnonzero(changed)
+        for i in rebuilt.tolist():
             s = settings[i]
             windows[i] = {w: cache.figs[w][i] for w in s.windows_s}
             primary[i] = windows[i][s.primary_window_s]
+        if rebuilt.size:  # what the tier machines read of every queue, as arrays
+            shown = [primary[i] for i in rebuilt.tolist()]
+            cache.live_rate[rebuilt] = [m.answer_rate_live for m in shown]  # None -> NaN
+            cache.offered[rebuilt] = [m.offered for m in shown]
         for w, members in plan.primaries.items():  # contract 4: patience of the primary window
             mine = np.flatnonzero(changed[members])
             if mine.size:
@@ -453,7 +457,10 @@ class Engine:
         longest = np.where(cache.waiting > 0, now - cache.earliest, 0.0).tolist()
         oldest = np.where(cache.pending > 0, now - cache.earliest_cb, 0.0).tolist()
         ids = self.queue_ids
-        arrays = TickArrays(arrivals, before, *self._primary_rates(plan, totals, cache.over))
+        # copies: the cache's arrays change in place at the next tick
+        arrays = TickArrays(
+            arrivals, before, cache.live_rate.copy(), cache.offered.copy(), cache.over.copy()
+        )
         stats = map(
             QueueStats, ids, repeat(now, nq), windows, cache.waiting.tolist(), cache.over.tolist(),
             longest, cache.agents, surge, baseline, settings, patience, surge_counts,
@@ -508,27 +515,6 @@ class Engine:
             out[w] = running
             hi = lo
         return out
-
-    def _primary_rates(
-        self, plan: _Plan, totals: dict[int, Totals], over: I64
-    ) -> tuple[F64, I64, I64]:
-        """Per queue, its primary window's answer_rate_live (NaN where it is None) and
-        offered, and its calls waiting over target, as `window_of` makes them."""
-        nq = len(plan.settings)
-        rate, offered = np.full(nq, math.nan), np.zeros(nq, np.int64)
-        for w, members in plan.primaries.items():
-            t = totals[w]
-            counts = t.counts[members]
-            given = counts[:, ANSWERED] + counts[:, ABANDONED] - t.short_abandoned[members]
-            flowouts = counts[:, CALLBACK] + counts[:, OVERFLOWED]
-            given += np.where(plan.miss_mask[members], flowouts, 0)  # contract 4: sl_flowouts
-            live = given + over[members]
-            offered[members] = given
-            # int over int as Python divides them: both exact as floats, one rounding
-            rate[members] = np.where(
-                live > 0, t.within_target[members] / np.maximum(live, 1), math.nan
-            )
-        return rate, offered, over.copy()
 
     def _arrival_counts(self, plan: _Plan, now: float, cache: LastTick) -> tuple[
         list[int], list[int | None], list[dict[int, tuple[int, int | None]]],
@@ -737,7 +723,6 @@ class _Plan:
         self.members = [np.array(by_id[id(s)], np.intp) for s in self.distinct]
         self.spans = sorted({w for s in self.distinct for w in s.windows_s})
         self.miss = [s.sl_flowouts == "miss" for s in settings]
-        self.miss_mask = np.array(self.miss, np.bool_)
         nq = len(settings)
         # per window: the queues that show it; per primary window: its queues
         self.shows = {w: np.zeros(nq, np.bool_) for w in self.spans}

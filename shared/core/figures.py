@@ -383,6 +383,9 @@ class LastTick:
         self.figs: dict[int, list[WindowMetrics]] = {}
         self.windows: list[dict[int, WindowMetrics]] = [{} for _ in range(nq)]
         self.primary: list[WindowMetrics] = [EMPTY_WINDOW] * nq
+        # the primary figures' answer_rate_live (NaN: None) and offered, as arrays
+        self.live_rate = np.full(nq, math.nan)
+        self.offered = np.zeros(nq, np.int64)
         self.patience: list[float | None] = [None] * nq
         self.surge: list[int] = [0] * nq
         self.baseline: list[int | None] = [None] * nq
